@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod model;
 pub mod pickle;
+pub mod serving;
 pub mod sklearn;
 pub mod tensor;
 pub mod tree;
