@@ -14,6 +14,7 @@ use clap::{Parser, ValueEnum};
 use ferroserve_formats::lstm::DeviceChoice;
 
 use crate::error::Error;
+pub use crate::store::VersionPolicy;
 
 /// The raw command line, as clap parses it; validate with `Config::try_from`.
 #[derive(Debug, Clone, Parser)]
@@ -68,6 +69,56 @@ pub struct Args {
     /// Log line format: human-readable text, or one JSON object per line for log collectors.
     #[arg(long, env, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Which version folders are loaded: `latest` (the highest that loads), `latest:N`, `all`, or
+    /// `specific:v1,v3`. Versions named in `serving.json` are loaded as well.
+    #[arg(long, env, default_value = "latest")]
+    pub version_policy: VersionPolicy,
+
+    /// How model folders are watched for new, removed and changed versions and `serving.json`:
+    /// `auto` (filesystem events, or polling where they cannot be set up), `events`, `poll`, or `off`.
+    #[arg(long, env, value_enum, default_value_t = WatchMode::Auto)]
+    pub watch: WatchMode,
+
+    /// How often model folders are re-read: the polling interval, and with events a re-check that
+    /// catches events a network filesystem never sends (`10s`, `500ms`, `1m`).
+    #[arg(long, env, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub watch_interval: Duration,
+
+    /// How long the folder must stay quiet after an event before it is re-read, so that a version
+    /// being copied file by file is loaded once, complete.
+    #[arg(long, env, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub watch_debounce: Duration,
+}
+
+/// How model folders are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchMode {
+    /// Filesystem events where the platform gives them, else polling.
+    Auto,
+    /// Filesystem events (inotify, FSEvents, …); starting fails if they cannot be set up.
+    Events,
+    /// Re-read the folders every `--watch_interval`.
+    Poll,
+    /// Load once at start; changes are applied only through the repository API.
+    Off,
+}
+
+/// The watcher's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Events, polling or neither.
+    pub mode: WatchMode,
+    /// The polling (and re-check) interval.
+    pub interval: Duration,
+    /// The quiet time after an event.
+    pub debounce: Duration,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig { mode: WatchMode::Auto, interval: Duration::from_secs(10), debounce: Duration::from_millis(500) }
+    }
 }
 
 /// The format of log lines.
@@ -117,6 +168,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The device asked for; probed when the state opens (`AppState::open`).
     pub device: DeviceChoice,
+    /// Which versions are loaded.
+    pub version_policy: VersionPolicy,
+    /// How model folders are watched.
+    pub watch: WatchConfig,
 }
 
 impl TryFrom<Args> for Config {
@@ -142,6 +197,9 @@ impl TryFrom<Args> for Config {
         }
         if args.request_timeout_secs == 0 {
             return invalid("--request_timeout_secs", "must be at least 1");
+        }
+        if args.watch_interval.is_zero() {
+            return invalid("--watch_interval", "must be longer than zero");
         }
         if args.host.trim().is_empty() {
             return invalid("--host", "must not be empty");
@@ -170,6 +228,8 @@ impl TryFrom<Args> for Config {
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             log_format: args.log_format,
             device: args.device,
+            version_policy: args.version_policy,
+            watch: WatchConfig { mode: args.watch, interval: args.watch_interval, debounce: args.watch_debounce },
         })
     }
 }
@@ -227,6 +287,12 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(parse(&["--device", "cuda:1"]).device, DeviceChoice::Cuda(1));
         assert_eq!(parse(&["--device=cpu"]).device, DeviceChoice::Cpu);
+        let c = parse(&["--version_policy", "latest:2", "--watch=poll", "--watch_interval=250ms"]);
+        assert_eq!(c.version_policy, VersionPolicy::Latest(2));
+        assert_eq!(c.watch.mode, WatchMode::Poll);
+        assert_eq!(c.watch.interval, Duration::from_millis(250));
+        assert_eq!(parse(&[]).version_policy, VersionPolicy::Latest(1));
+        assert_eq!(parse(&[]).watch, WatchConfig::default());
     }
 
     #[test]
@@ -246,6 +312,13 @@ mod tests {
         assert!(Args::try_parse_from(["ferroserve", "--http_port=70000"]).is_err());
         assert!(Args::try_parse_from(["ferroserve", "--log_format=xml"]).is_err());
         assert!(Args::try_parse_from(["ferroserve", "--device=tpu"]).is_err());
+        assert!(Args::try_parse_from(["ferroserve", "--version_policy=newest"]).is_err());
+        assert!(Args::try_parse_from(["ferroserve", "--watch=inotify"]).is_err());
+        assert!(Args::try_parse_from(["ferroserve", "--watch_interval=soon"]).is_err());
+        let argv = ["ferroserve", "--watch_interval=0s"];
+        assert!(
+            Config::try_from(Args::try_parse_from(argv).unwrap()).unwrap_err().to_string().contains("--watch_interval")
+        );
     }
 
     /// Reads flags from the environment in a child process: setting variables in this process is

@@ -41,6 +41,9 @@ pub enum Error {
     /// The listener failed while serving.
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
+    /// `--watch events` was asked for and filesystem events cannot be set up.
+    #[error("--watch events: {0}")]
+    Watch(String),
 }
 
 /// The cause of a 500, kept out of the body and logged by the `log_internal_errors` middleware.

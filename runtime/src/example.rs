@@ -23,9 +23,10 @@ pub fn curl_examples(store: &ModelStore, addr: SocketAddr) -> Vec<String> {
     };
     let base = format!("http://{}", SocketAddr::new(ip, addr.port()));
     store
-        .names()
-        .filter_map(|name| {
-            let snapshot = store.snapshot(name).ok()?;
+        .snapshots()
+        .into_iter()
+        .filter_map(|snapshot| {
+            let name = snapshot.name();
             let request = example_request(snapshot.default_version()?)?;
             let body = serde_json::to_string(&request).ok()?;
             Some(format!(

@@ -46,7 +46,7 @@ use tracing::{Level, info};
 pub use config::{Args, Config, LogFormat, ModelSource};
 pub use error::{ApiError, Error};
 pub use state::{AppState, Limits};
-pub use store::{LoadedVersion, ModelSnapshot, ModelStore};
+pub use store::{LoadedVersion, ModelSnapshot, ModelStore, Reload, StoreConfig, VersionPolicy};
 
 /// The v2 REST router over `state`.
 ///
@@ -75,6 +75,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", get(http::metadata::server))
         .route("/v2/models/{model_name}/ready", get(http::health::model_ready))
         .route("/v2/models/{model_name}/versions/{model_version}/ready", get(http::health::model_version_ready))
+        .route("/v2/repository/index", post(http::repository::index))
+        .route("/v2/repository/models/{model_name}/load", post(http::repository::load))
+        .route("/v2/repository/models/{model_name}/unload", post(http::repository::unload))
         .merge(models)
         .fallback(http::no_route)
         .method_not_allowed_fallback(http::method_not_allowed)
@@ -120,11 +123,14 @@ pub async fn serve_state(
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "listening");
     }
+    // Watching starts before loading, so that no change made while the models load is missed.
+    let watcher = store::watch::start(state.store(), state.watch())?;
     let store = state.store().clone();
     let loader = tokio::spawn(async move { store.load_all().await });
     let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;
     // Loads still running are abandoned with the server: there is nobody left to serve them to.
     loader.abort();
+    drop(watcher);
     info!("server stopped");
     served.map_err(Error::Serve)
 }

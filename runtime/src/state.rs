@@ -5,9 +5,9 @@ use std::time::Duration;
 use ferroserve_formats::LoadOptions;
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{Config, WatchConfig, WatchMode};
 use crate::error::Error;
-use crate::store::ModelStore;
+use crate::store::{ModelStore, StoreConfig};
 
 /// Request limits applied by the router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +52,21 @@ impl From<&Config> for Limits {
 pub struct AppState {
     store: ModelStore,
     limits: Limits,
+    watch: WatchConfig,
 }
 
 impl AppState {
-    /// State over an existing store.
+    /// State over an existing store, whose folders are not watched (see [`AppState::with_watch`]).
     pub fn new(store: ModelStore, limits: Limits) -> Self {
-        AppState { store, limits }
+        let watch = WatchConfig { mode: WatchMode::Off, ..WatchConfig::default() };
+        AppState { store, limits, watch }
+    }
+
+    /// Watches the store's folders as `watch` says once served.
+    #[must_use]
+    pub fn with_watch(mut self, watch: WatchConfig) -> Self {
+        self.watch = watch;
+        self
     }
 
     /// State for `config`: its models registered (not loaded yet; `serve_state` loads them) and its
@@ -81,8 +90,12 @@ impl AppState {
             }
             None => info!(requested = %config.device, device = %device.choice, "candle models run on this device"),
         }
-        let options = LoadOptions { device: device.choice };
-        Ok(AppState { store: ModelStore::open_with(&config.models, options)?, limits: Limits::from(config) })
+        let store = StoreConfig { load: LoadOptions { device: device.choice }, policy: config.version_policy.clone() };
+        Ok(AppState {
+            store: ModelStore::open_with(&config.models, store)?,
+            limits: Limits::from(config),
+            watch: config.watch,
+        })
     }
 
     /// The served models; also how to wait for readiness ([`ModelStore::wait_ready`]).
@@ -93,5 +106,10 @@ impl AppState {
     /// The request limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// How the model folders are watched.
+    pub fn watch(&self) -> WatchConfig {
+        self.watch
     }
 }

@@ -39,6 +39,10 @@ pub(crate) async fn model_version_ready(
 }
 
 fn check(state: &AppState, name: String, version: Option<&str>) -> Result<Json<ModelReadyResponse>, ApiError> {
-    state.store().snapshot(&name)?.resolve(version)?;
+    let snapshot = state.store().snapshot(&name)?;
+    match version {
+        Some(v) => snapshot.resolve(Some(v))?,
+        None => snapshot.resolve_default()?,
+    };
     Ok(Json(ModelReadyResponse { name, ready: true }))
 }

@@ -73,10 +73,12 @@ async fn run(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let json_len = json_len(headers)?;
+    let version = super::requested_version(headers, version)?;
     // One snapshot for the whole request: a version swapped meanwhile does not affect it.
     let snapshot = state.store().snapshot(&model_name)?;
     let loaded = Arc::clone(snapshot.resolve(version.as_deref())?);
     Span::current().record("version", loaded.name());
+    let answered = HeaderValue::from_str(loaded.name()).ok();
     let encoded = if body.len() <= state.limits().inline_body_bytes && !loaded.model().is_compute_heavy() {
         execute(&model_name, &loaded, &body, json_len)?
     } else {
@@ -87,7 +89,7 @@ async fn run(
             .await
             .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??
     };
-    Ok(match encoded {
+    let mut response = match encoded {
         ResponseBody { bytes, json_len: None } => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
         }
@@ -99,7 +101,11 @@ async fn run(
             bytes,
         )
             .into_response(),
-    })
+    };
+    if let Some(v) = answered {
+        response.headers_mut().insert(HeaderName::from_static(super::MODEL_VERSION_HEADER), v);
+    }
+    Ok(response)
 }
 
 /// The `Inference-Header-Content-Length` header: the length of the body's JSON part, when binary

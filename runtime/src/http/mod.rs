@@ -7,6 +7,7 @@
 pub(crate) mod health;
 pub(crate) mod infer;
 pub(crate) mod metadata;
+pub(crate) mod repository;
 
 use std::time::Duration;
 
@@ -30,6 +31,38 @@ pub(crate) struct ModelPath<T>(pub T);
 pub(crate) struct VersionParams {
     pub model_name: String,
     pub model_version: String,
+}
+
+/// The header that pins the version of a request to `/v2/models/{m}/…` routes without one.
+pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+
+/// The version a request asks for: the path's, else the `x-model-version` header's.
+///
+/// # Errors
+/// 400 when the header is repeated, empty or not text, or names another version than the path.
+pub(crate) fn requested_version(
+    headers: &axum::http::HeaderMap,
+    path: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(MODEL_VERSION_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(path);
+    };
+    let bad = |why: &str| ApiError::BadRequest(format!("the {MODEL_VERSION_HEADER} header {why}"));
+    if values.next().is_some() {
+        return Err(bad("is repeated"));
+    }
+    let header = value.to_str().map_err(|_| bad("is not text"))?.trim();
+    if header.is_empty() {
+        return Err(bad("is empty"));
+    }
+    match path {
+        Some(p) if !ferroserve_formats::serving::same_version(&p, header) => {
+            Err(bad(&format!("asks for version `{header}` but the path for `{p}`")))
+        }
+        Some(p) => Ok(Some(p)),
+        None => Ok(Some(header.to_owned())),
+    }
 }
 
 /// Logs the cause of every 500, inside the request's span; the body only says "internal server error".

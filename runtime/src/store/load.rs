@@ -2,14 +2,16 @@
 //! executor; failures recorded per version.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ferroserve_formats::layout::{self, ArtifactFiles, METADATA_JSON, ModelLayout};
+use ferroserve_formats::serving::{ServingConfig, same_version};
 use ferroserve_formats::tensor::element_count;
 use ferroserve_formats::{DataType, LoadOptions, Model, ModelMetadata, Tensor, TensorData, load_model_with};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use super::{LoadedVersion, ModelSnapshot, VersionFailure};
+use super::{Fingerprint, LoadedVersion, ModelSnapshot, Outcome, StoreConfig, VersionFailure, VersionPolicy};
 use crate::error::panic_message;
 
 /// Inputs larger than this many elements are not warmed up: a model declaring a huge fixed shape
@@ -32,64 +34,159 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, LoadError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| LoadError::Panicked(panic_message(&*p)))
 }
 
-/// Loads every version in model folder `dir` (blocking).
-pub(super) fn load_model_dir(name: &str, dir: &Path, options: &LoadOptions) -> ModelSnapshot {
+/// Re-reads model folder `dir` (blocking) and builds the snapshot it should serve, reusing the versions
+/// of `previous` whose files have not changed (all are loaded afresh with `everything`). Returns the
+/// snapshot and the numbers of versions loaded and failed.
+pub(super) fn reload(
+    name: &str,
+    dir: &Path,
+    previous: &ModelSnapshot,
+    config: &StoreConfig,
+    everything: bool,
+) -> (ModelSnapshot, (u64, u64)) {
     let started = Instant::now();
-    let mut versions = Vec::new();
-    let mut failures = Vec::new();
-    let mut failed = |version: &str, path: &Path, e: &LoadError| {
-        warn!(model = %name, version = %version, path = %path.display(), error = %e, "model version failed to load");
-        failures.push(VersionFailure { version: version.to_owned(), path: path.to_path_buf(), reason: e.to_string() });
-    };
-    let layout = guarded(|| layout::inspect(dir)).and_then(|r| r.map_err(LoadError::from));
-    let error = match layout {
-        Err(e) => Some(e.to_string()),
+    let mut out = Outcome { serving: previous.serving().cloned(), ..Outcome::default() };
+    let mut attempt = Attempt { model: name, previous, everything, out: &mut out };
+    match guarded(|| layout::inspect(dir)).and_then(|r| r.map_err(LoadError::from)) {
+        Err(e) => attempt.out.error = Some(e.to_string()),
         Ok(ModelLayout::Bare(files)) => {
             let metadata = read_metadata(name, dir);
             let version = bare_version_name(dir, metadata.as_ref());
-            match load_version(name, &version, &files, metadata, options) {
-                Ok(v) => versions.push(v),
-                Err(e) => failed(&version, dir, &e),
-            }
-            None
+            attempt.version(&version, dir, || load_version(name, &version, &files, metadata, &config.load));
+            attempt.out.serving = None;
         }
         Ok(ModelLayout::Versioned(dirs)) => {
-            for d in dirs {
-                let loaded = guarded(|| layout::find_artifact(&d.path)).and_then(|found| match found {
-                    Ok(Some(files)) => load_version(name, &d.name, &files, read_metadata(name, &d.path), options),
-                    Ok(None) => Err(ferroserve_formats::Error::NoModel { path: d.path.clone() }.into()),
-                    Err(e) => Err(e.into()),
-                });
-                match loaded {
-                    Ok(v) => versions.push(v),
-                    Err(e) => failed(&d.name, &d.path, &e),
+            match ServingConfig::read(dir) {
+                Ok(serving) => attempt.out.serving = serving,
+                Err(e) => {
+                    let kept = if attempt.out.serving.is_some() { "the one read before stays" } else { "ignored" };
+                    attempt.out.serving_notes.push(format!("{e}; {kept}"));
                 }
             }
-            None
+            let serving = attempt.out.serving.clone().unwrap_or_default();
+            let pinned = |v: &str| {
+                serving.default.as_deref().is_some_and(|d| same_version(d, v))
+                    || serving.canary.as_ref().is_some_and(|c| same_version(&c.version, v))
+            };
+            // Highest first, so that `latest:N` counts the N highest versions that load.
+            let mut loaded = 0;
+            for d in dirs.iter().rev() {
+                let selected = match &config.policy {
+                    VersionPolicy::Latest(n) => loaded < *n,
+                    policy => policy.lists(&d.name),
+                };
+                if !(selected || pinned(&d.name)) {
+                    continue;
+                }
+                let ok = attempt.version(&d.name, &d.path, || {
+                    match guarded(|| layout::find_artifact(&d.path)).and_then(|r| r.map_err(LoadError::from))? {
+                        Some(files) => load_version(name, &d.name, &files, read_metadata(name, &d.path), &config.load),
+                        None => Err(ferroserve_formats::Error::NoModel { path: d.path.clone() }.into()),
+                    }
+                });
+                loaded += usize::from(ok);
+            }
         }
-    };
-    let snapshot = ModelSnapshot::loaded(name, versions, failures, error);
-    let elapsed_ms = elapsed_ms(started);
-    match (snapshot.default_version(), snapshot.error()) {
-        (Some(default), _) => info!(
-            model = %name,
-            versions = %snapshot.version_names().join(","),
-            default = %default.name(),
-            failed = snapshot.failures().len(),
-            elapsed_ms,
-            "model ready"
-        ),
-        (None, Some(e)) => {
-            error!(model = %name, path = %dir.display(), error = %e, "model cannot be loaded; the server stays not ready");
-        }
-        (None, None) => error!(
-            model = %name,
-            path = %dir.display(),
-            failed = snapshot.failures().len(),
-            "model has no loadable version; the server stays not ready"
-        ),
     }
-    snapshot
+    // A model that serves is never left with nothing: an emptied, unreadable or all-broken folder keeps
+    // the versions loaded before.
+    if out.versions.is_empty() && previous.is_ready() {
+        let why = out.error.clone().unwrap_or_else(|| "no version could be loaded".to_owned());
+        warn!(model = %name, path = %dir.display(), reason = %why, "keeping the versions loaded before");
+        out.versions = previous.versions().to_vec();
+        out.error = Some(format!("{why}; serving the versions loaded before"));
+    }
+    let counts = (out.loaded, out.failed);
+    let snapshot = ModelSnapshot::build(name, out);
+    debug!(model = %name, elapsed_ms = elapsed_ms(started), "model folder read");
+    (snapshot, counts)
+}
+
+/// One reload's bookkeeping of versions: reuse, load, or record a failure.
+struct Attempt<'a> {
+    model: &'a str,
+    previous: &'a ModelSnapshot,
+    everything: bool,
+    out: &'a mut Outcome,
+}
+
+impl Attempt<'_> {
+    /// Serves version `version` from folder `path`: the loaded copy when its files are unchanged, else
+    /// `load()`'s. A failure is recorded, and the copy loaded before (if any) keeps serving. A version
+    /// that failed is not retried until its files change. Returns whether the version serves.
+    fn version(&mut self, version: &str, path: &Path, load: impl FnOnce() -> Result<LoadedVersion, LoadError>) -> bool {
+        let fingerprint = fingerprint(path);
+        let before = self.previous.versions().iter().find(|v| v.name() == version && v.path() == Some(path));
+        if !self.everything {
+            if let Some(v) = before.filter(|v| v.fingerprint.is_some() && v.fingerprint == fingerprint) {
+                self.out.versions.push(Arc::clone(v));
+                return true;
+            }
+            if let Some(f) =
+                self.previous.failures().iter().find(|f| f.version == version && f.fingerprint == fingerprint)
+            {
+                self.out.failures.push(f.clone());
+                return self.keep(before);
+            }
+        }
+        match load() {
+            Ok(mut loaded) => {
+                loaded.fingerprint = fingerprint;
+                self.out.loaded += 1;
+                self.out.versions.push(Arc::new(loaded));
+                true
+            }
+            Err(e) => {
+                warn!(model = %self.model, version = %version, path = %path.display(), error = %e, "model version failed to load");
+                self.out.failed += 1;
+                self.out.failures.push(VersionFailure {
+                    version: version.to_owned(),
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                    fingerprint,
+                });
+                if before.is_some() {
+                    warn!(model = %self.model, version = %version, "the copy loaded before keeps serving");
+                }
+                self.keep(before)
+            }
+        }
+    }
+
+    fn keep(&mut self, before: Option<&Arc<LoadedVersion>>) -> bool {
+        match before {
+            Some(v) => {
+                self.out.versions.push(Arc::clone(v));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The visible files of `dir` (name, length, modification time), sorted; `None` when it cannot be read.
+fn fingerprint(dir: &Path) -> Option<Fingerprint> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if layout::is_hidden(&name) {
+            continue;
+        }
+        // Follows symlinks, as loading does (Kubernetes mounts files as links into `..data/`).
+        let Ok(meta) = std::fs::metadata(entry.path()) else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
+        files.push((name, meta.len(), modified));
+    }
+    files.sort();
+    Some(files)
 }
 
 /// Loads, then warms up, one version.
@@ -202,7 +299,16 @@ mod tests {
 
     use super::*;
     use crate::config::ModelSource;
-    use crate::store::ModelStore;
+    use crate::store::{ModelState, ModelStore};
+
+    fn load_model_dir(name: &str, dir: &Path, _: &LoadOptions) -> ModelSnapshot {
+        load_with(name, dir, VersionPolicy::All)
+    }
+
+    fn load_with(name: &str, dir: &Path, policy: VersionPolicy) -> ModelSnapshot {
+        let before = ModelSnapshot::empty(name, ModelState::Loading, None);
+        reload(name, dir, &before, &StoreConfig { policy, ..StoreConfig::default() }, false).0
+    }
 
     fn forest() -> IsolationForest {
         let tree = DecisionTree {
@@ -265,7 +371,11 @@ mod tests {
         let s = load_model_dir("m", root.path(), &LoadOptions::default());
         assert!(!s.is_ready() && !s.is_loading());
         assert!(s.error().unwrap().contains("no model found"));
-        assert_eq!(s.resolve(None).unwrap_err().to_string(), "model `m` is not ready: no version could be loaded");
+        let err = s.resolve(None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("model `m` is not ready: no version could be loaded: ") && err.contains("no model found"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -298,7 +408,7 @@ mod tests {
         save(&root.path().join("good"), None);
         std::fs::create_dir(root.path().join("empty")).unwrap();
         let store = ModelStore::open(&ModelSource::Repository { root: root.path().into() }).unwrap();
-        assert_eq!(store.names().collect::<Vec<_>>(), ["empty", "good"]);
+        assert_eq!(store.names(), ["empty", "good"]);
         assert!(!store.is_ready());
         assert!(store.check_ready().unwrap_err().to_string().contains("loading"));
         store.load_all().await;

@@ -1,33 +1,50 @@
-//! The served models.
+//! The served models, and how their versions change while they serve.
 //!
-//! Each model is an [`ArcSwap`] of a [`ModelSnapshot`]: its loaded versions at one moment. A request
-//! takes the snapshot once (`load_full`) and finishes on it, so replacing a model's versions (hot-swap)
-//! never changes a request mid-way and never waits for one.
+//! Each model is an [`ArcSwap`] of a [`ModelSnapshot`]: its loaded versions, its default version and
+//! canary at one moment. A request takes the snapshot once and finishes on the version it resolved, so
+//! replacing a model's versions (hot-swap) never changes a request mid-way and never waits for one.
 //!
-//! Loading a model folder ([`layout::inspect`]): a bare folder is one version; a versioned folder
-//! loads every version folder in ascending order, and the highest that loaded is the default. A
-//! version that fails (bad artifact, failed warm-up, even a panic in a loader) is logged and recorded
-//! with its reason; the other versions still serve. A version is published only after one warm-up
-//! inference, so the first request does not pay for cold caches and a model that cannot run its own
-//! declared input never becomes visible.
+//! Loading a model folder ([`layout::inspect`]): a bare folder is one version; a versioned folder loads
+//! the version folders its [`VersionPolicy`] selects, plus those `serving.json` names. A version is
+//! published only after one warm-up inference, so the first request does not pay for cold caches and a
+//! model that cannot run its own declared input never becomes visible.
+//!
+//! Every change goes through one routine, [`ModelStore::reload`] (the watcher after a filesystem event,
+//! the repository API's `load`, the first load at start): it re-reads the folder off the async
+//! executor, reuses every version whose files have not changed, loads new and changed ones, and swaps
+//! the snapshot in one atomic store. Its rules:
+//! - a version that fails to load never replaces one that works: the failure is logged, counted and
+//!   listed in the repository index, and the version loaded before keeps serving;
+//! - a failed version is retried when its files change, not before;
+//! - a model that serves is never left with no version: an empty or unreadable folder keeps what is
+//!   loaded (a repository model whose folder is removed is unloaded);
+//! - one reload of a model runs at a time.
 
 mod load;
+mod policy;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use ferroserve_formats::layout;
+use ferroserve_formats::serving::{ServingConfig, same_version};
 use ferroserve_formats::{LoadOptions, Model, ModelMetadata};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::watch as channel;
 use tracing::{debug, error, info, warn};
 
 pub(crate) use load::zeros;
+pub use policy::VersionPolicy;
 
 use crate::config::ModelSource;
 use crate::error::Error;
+
+/// The files of a version folder as last seen (name, length, modification time): a version is
+/// reloaded when they change.
+pub(crate) type Fingerprint = Vec<(String, u64, i128)>;
 
 /// One loaded, servable version of a model.
 #[derive(Debug, Clone)]
@@ -37,6 +54,7 @@ pub struct LoadedVersion {
     model: Arc<dyn Model>,
     metadata: Option<ModelMetadata>,
     path: Option<PathBuf>,
+    fingerprint: Option<Fingerprint>,
 }
 
 impl LoadedVersion {
@@ -44,7 +62,14 @@ impl LoadedVersion {
     /// lookups by number, is parsed from the name when it is one.
     pub fn new(name: impl Into<String>, model: Arc<dyn Model>) -> Self {
         let name = name.into();
-        LoadedVersion { number: layout::parse_version(&name), name, model, metadata: None, path: None }
+        LoadedVersion {
+            number: layout::parse_version(&name),
+            name,
+            model,
+            metadata: None,
+            path: None,
+            fingerprint: None,
+        }
     }
 
     /// Attaches the version's `metadata.json`.
@@ -88,36 +113,111 @@ pub struct VersionFailure {
     pub path: PathBuf,
     /// What went wrong.
     pub reason: String,
+    /// The files that failed; the version is retried when they change.
+    fingerprint: Option<Fingerprint>,
+}
+
+/// Where a model is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelState {
+    /// Being loaded for the first time.
+    Loading,
+    /// Loaded: it serves if it has a version.
+    Loaded,
+    /// Unloaded through the repository API (or its repository folder was removed).
+    Unloaded,
 }
 
 /// A model's versions at one moment: what one request sees from start to end.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ModelSnapshot {
     name: String,
-    loading: bool,
+    state: ModelState,
+    /// Ascending by number.
     versions: Vec<Arc<LoadedVersion>>,
+    /// Index into `versions` of the version answering unpinned requests.
+    default: usize,
+    /// Index into `versions` of the canary, and its percent of unpinned requests.
+    canary: Option<(usize, u8)>,
     failures: Vec<VersionFailure>,
     error: Option<String>,
+    /// The `serving.json` applied (the last valid one read).
+    serving: Option<ServingConfig>,
+    /// Problems with `serving.json` (unreadable, or naming versions that are not loaded).
+    serving_notes: Vec<String>,
+    /// Unpinned requests resolved so far, for the canary split.
+    unpinned: AtomicU64,
+}
+
+/// What a reload produced, before it becomes a snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub versions: Vec<Arc<LoadedVersion>>,
+    pub failures: Vec<VersionFailure>,
+    pub error: Option<String>,
+    pub serving: Option<ServingConfig>,
+    pub serving_notes: Vec<String>,
+    /// Versions loaded (not reused) and versions that failed, in this reload.
+    pub loaded: u64,
+    pub failed: u64,
 }
 
 impl ModelSnapshot {
-    fn loading(name: &str) -> Self {
-        ModelSnapshot { name: name.to_owned(), loading: true, versions: Vec::new(), failures: Vec::new(), error: None }
-    }
-
-    fn loaded(
-        name: &str,
-        mut versions: Vec<LoadedVersion>,
-        failures: Vec<VersionFailure>,
-        error: Option<String>,
-    ) -> Self {
-        versions.sort_by(|a, b| (a.number.is_none(), a.number, &a.name).cmp(&(b.number.is_none(), b.number, &b.name)));
+    fn empty(name: &str, state: ModelState, error: Option<String>) -> Self {
         ModelSnapshot {
             name: name.to_owned(),
-            loading: false,
-            versions: versions.into_iter().map(Arc::new).collect(),
+            state,
+            versions: Vec::new(),
+            default: 0,
+            canary: None,
+            failures: Vec::new(),
+            error,
+            serving: None,
+            serving_notes: Vec::new(),
+            unpinned: AtomicU64::new(0),
+        }
+    }
+
+    /// Builds a loaded snapshot: versions sorted, the default and canary chosen from `serving.json`.
+    pub(crate) fn build(name: &str, outcome: Outcome) -> Self {
+        let Outcome { mut versions, mut failures, error, serving, mut serving_notes, .. } = outcome;
+        failures.sort_by(|a, b| {
+            let key = |f: &VersionFailure| (layout::parse_version(&f.version), f.version.clone());
+            key(a).cmp(&key(b))
+        });
+        versions.sort_by(|a, b| (a.number.is_none(), a.number, &a.name).cmp(&(b.number.is_none(), b.number, &b.name)));
+        versions.dedup_by(|a, b| a.name == b.name);
+        let find = |wanted: &str| versions.iter().position(|v| same_version(&v.name, wanted));
+        let highest = versions.len().saturating_sub(1);
+        let default = match serving.as_ref().and_then(|s| s.default.as_deref()) {
+            None => highest,
+            Some(d) => find(d).unwrap_or_else(|| {
+                serving_notes.push(format!("serving.json's default `{d}` is not loaded; the highest version answers"));
+                highest
+            }),
+        };
+        let canary = serving.as_ref().and_then(|s| s.canary.as_ref()).and_then(|c| match find(&c.version) {
+            Some(i) if i != default && c.percent > 0 => Some((i, c.percent)),
+            Some(_) => None,
+            None => {
+                serving_notes.push(format!(
+                    "serving.json's canary `{}` is not loaded; the default takes all traffic",
+                    c.version
+                ));
+                None
+            }
+        });
+        ModelSnapshot {
+            name: name.to_owned(),
+            state: ModelState::Loaded,
+            versions,
+            default,
+            canary,
             failures,
             error,
+            serving,
+            serving_notes,
+            unpinned: AtomicU64::new(0),
         }
     }
 
@@ -126,9 +226,14 @@ impl ModelSnapshot {
         &self.name
     }
 
+    /// Where the model is in its life.
+    pub fn state(&self) -> ModelState {
+        self.state
+    }
+
     /// Whether the model is still being loaded for the first time.
     pub fn is_loading(&self) -> bool {
-        self.loading
+        self.state == ModelState::Loading
     }
 
     /// Whether at least one version can answer.
@@ -156,22 +261,51 @@ impl ModelSnapshot {
         self.error.as_deref()
     }
 
-    /// The version answering requests that name none: the highest loaded.
-    pub fn default_version(&self) -> Option<&Arc<LoadedVersion>> {
-        self.versions.last()
+    /// The `serving.json` in force, if any.
+    pub fn serving(&self) -> Option<&ServingConfig> {
+        self.serving.as_ref()
     }
 
-    /// Finds a version by its exact name, or by its number (`2` finds `v2`, `v2` finds `2`); the
-    /// default version when `version` is `None`.
+    /// What is wrong with `serving.json`, if anything.
+    pub fn serving_notes(&self) -> &[String] {
+        &self.serving_notes
+    }
+
+    /// The default version: `serving.json`'s `default` when it is loaded, else the highest.
+    pub fn default_version(&self) -> Option<&Arc<LoadedVersion>> {
+        self.versions.get(self.default)
+    }
+
+    /// The canary and its percent of unpinned requests, when one runs.
+    pub fn canary(&self) -> Option<(&Arc<LoadedVersion>, u8)> {
+        self.canary.and_then(|(i, p)| Some((self.versions.get(i)?, p)))
+    }
+
+    /// Finds a version by its exact name, or by its number (`2` finds `v2`, `v2` finds `2`). With
+    /// `None`, the default version, or the canary for its share of requests: the split is exact
+    /// (of every 100 unpinned requests, `percent` go to the canary, spread evenly), not random.
     ///
     /// # Errors
     /// [`LookupError::NotReady`] when no version is loaded; [`LookupError::UnknownVersion`].
     pub fn resolve(&self, version: Option<&str>) -> Result<&Arc<LoadedVersion>, LookupError> {
         let Some(default) = self.default_version() else {
-            let reason = if self.loading { "loading" } else { "no version could be loaded" };
-            return Err(LookupError::NotReady { model: self.name.clone(), reason: reason.to_owned() });
+            let reason = match self.state {
+                ModelState::Loading => "loading".to_owned(),
+                ModelState::Unloaded => "unloaded".to_owned(),
+                ModelState::Loaded => match &self.error {
+                    Some(e) => format!("no version could be loaded: {e}"),
+                    None => "no version could be loaded".to_owned(),
+                },
+            };
+            return Err(LookupError::NotReady { model: self.name.clone(), reason });
         };
         let Some(wanted) = version else {
+            if let Some((canary, percent)) = self.canary() {
+                let n = self.unpinned.fetch_add(1, Ordering::Relaxed);
+                if takes_canary(n, percent) {
+                    return Ok(canary);
+                }
+            }
             return Ok(default);
         };
         let number = layout::parse_version(wanted);
@@ -185,6 +319,27 @@ impl ModelSnapshot {
                 available: self.version_names(),
             })
     }
+
+    /// Whether `other` serves exactly what this snapshot serves (so publishing it would change nothing).
+    fn same_as(&self, other: &ModelSnapshot) -> bool {
+        self.state == other.state
+            && self.versions.len() == other.versions.len()
+            && self.versions.iter().zip(&other.versions).all(|(a, b)| Arc::ptr_eq(a, b))
+            && self.default == other.default
+            && self.canary == other.canary
+            && self.failures == other.failures
+            && self.error == other.error
+            && self.serving == other.serving
+            && self.serving_notes == other.serving_notes
+    }
+}
+
+/// Whether unpinned request number `n` goes to a canary taking `percent` %: request `n` does when
+/// `⌊(n+1)·p/100⌋ > ⌊n·p/100⌋`, which sends exactly `p` of every 100 consecutive requests, evenly spaced.
+fn takes_canary(n: u64, percent: u8) -> bool {
+    let p = u128::from(percent.min(100));
+    let n = u128::from(n % 100);
+    (n + 1) * p / 100 > n * p / 100
 }
 
 /// Why a request's model or version cannot answer.
@@ -217,20 +372,72 @@ pub enum LookupError {
     },
 }
 
+/// Counters of one model's life, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    /// Versions loaded (first loads and reloads).
+    pub loads: AtomicU64,
+    /// Versions that failed to load.
+    pub load_failures: AtomicU64,
+    /// Snapshots published after the first: every change of what the model serves.
+    pub swaps: AtomicU64,
+}
+
 #[derive(Debug)]
 struct ModelEntry {
     /// Where the model is loaded from; `None` for models built in memory.
     dir: Option<PathBuf>,
     current: ArcSwap<ModelSnapshot>,
+    /// Whether the server's readiness waits for this model (models present at start do; models added
+    /// later, or unloaded, do not).
+    required: std::sync::atomic::AtomicBool,
+    /// Serialises reloads and unloads of this model.
+    changing: tokio::sync::Mutex<()>,
+    stats: ModelStats,
 }
+
+impl ModelEntry {
+    fn new(dir: Option<PathBuf>, snapshot: ModelSnapshot, required: bool) -> Arc<Self> {
+        Arc::new(ModelEntry {
+            dir,
+            current: ArcSwap::from_pointee(snapshot),
+            required: required.into(),
+            changing: tokio::sync::Mutex::new(()),
+            stats: ModelStats::default(),
+        })
+    }
+}
+
+type Models = BTreeMap<String, Arc<ModelEntry>>;
 
 #[derive(Debug)]
 struct Inner {
-    models: BTreeMap<String, ModelEntry>,
-    /// `true` once every model has a version; a watch so that waiters need no polling.
-    ready: watch::Sender<bool>,
-    /// How versions are loaded (the device of candle models).
-    options: LoadOptions,
+    models: ArcSwap<Models>,
+    /// Serialises additions to `models` (reads never wait for it).
+    adding: std::sync::Mutex<()>,
+    /// The repository folder, when models are discovered in one.
+    repository: Option<PathBuf>,
+    /// `true` once every required model has a version; a watch so that waiters need no polling.
+    ready: channel::Sender<bool>,
+    config: StoreConfig,
+}
+
+/// How a store loads versions.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// The device of candle models.
+    pub load: LoadOptions,
+    /// Which versions are loaded.
+    pub policy: VersionPolicy,
+}
+
+/// Whether a reload re-reads versions whose files have not changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Reuse unchanged versions; retry failed ones only when their files changed (the watcher).
+    Changes,
+    /// Load every selected version afresh, then swap (the repository API's `load`: make before break).
+    Everything,
 }
 
 /// The set of served models; a cheap handle to share.
@@ -241,24 +448,24 @@ pub struct ModelStore {
 
 impl ModelStore {
     /// Registers the models of `source`, none loaded yet ([`ModelStore::load_all`] loads them), with
-    /// the default [`LoadOptions`].
+    /// the default [`StoreConfig`].
     ///
     /// # Errors
     /// [`Error::ModelRoot`] when the model folder or repository is missing, not a folder, or
     /// unreadable.
     pub fn open(source: &ModelSource) -> Result<Self, Error> {
-        Self::open_with(source, LoadOptions::default())
+        Self::open_with(source, StoreConfig::default())
     }
 
-    /// [`ModelStore::open`], loading versions with `options` (the device of candle models).
+    /// [`ModelStore::open`] with `config`.
     ///
     /// # Errors
     /// As [`ModelStore::open`].
-    pub fn open_with(source: &ModelSource, options: LoadOptions) -> Result<Self, Error> {
-        let models = match source {
+    pub fn open_with(source: &ModelSource, config: StoreConfig) -> Result<Self, Error> {
+        let (models, repository) = match source {
             ModelSource::Single { name, dir } => {
                 check_dir("--model_dir", dir)?;
-                vec![(name.clone(), dir.clone())]
+                (vec![(name.clone(), dir.clone())], None)
             }
             ModelSource::Repository { root } => {
                 check_dir("--model_repository", root)?;
@@ -270,45 +477,67 @@ impl ModelStore {
                 if models.is_empty() {
                     warn!(path = %root.display(), "the model repository holds no model folder");
                 }
-                models
+                (models, Some(root.clone()))
             }
         };
-        Ok(Self::with_entries(
-            options,
-            models
-                .into_iter()
-                .map(|(name, dir)| {
-                    let snapshot = ModelSnapshot::loading(&name);
-                    (name, ModelEntry { dir: Some(dir), current: ArcSwap::from_pointee(snapshot) })
-                })
-                .collect(),
-        ))
+        let models = models
+            .into_iter()
+            .map(|(name, dir)| {
+                let snapshot = ModelSnapshot::empty(&name, ModelState::Loading, None);
+                (name, ModelEntry::new(Some(dir), snapshot, true))
+            })
+            .collect();
+        Ok(Self::with_entries(config, models, repository))
     }
 
     /// A store of models built in memory, already loaded (for embedding, tests and benchmarks). A
     /// model given no version is never ready.
     pub fn from_versions(models: impl IntoIterator<Item = (String, Vec<LoadedVersion>)>) -> Self {
-        Self::with_entries(
-            LoadOptions::default(),
-            models
-                .into_iter()
-                .map(|(name, versions)| {
-                    let snapshot = ModelSnapshot::loaded(&name, versions, Vec::new(), None);
-                    (name, ModelEntry { dir: None, current: ArcSwap::from_pointee(snapshot) })
-                })
-                .collect(),
-        )
+        let models = models
+            .into_iter()
+            .map(|(name, versions)| {
+                let outcome = Outcome { versions: versions.into_iter().map(Arc::new).collect(), ..Outcome::default() };
+                let snapshot = ModelSnapshot::build(&name, outcome);
+                (name, ModelEntry::new(None, snapshot, true))
+            })
+            .collect();
+        Self::with_entries(StoreConfig::default(), models, None)
     }
 
-    fn with_entries(options: LoadOptions, models: BTreeMap<String, ModelEntry>) -> Self {
+    fn with_entries(config: StoreConfig, models: Models, repository: Option<PathBuf>) -> Self {
         let ready = models.values().all(|m| m.current.load().is_ready());
-        let (ready, _) = watch::channel(ready);
-        ModelStore { inner: Arc::new(Inner { models, ready, options }) }
+        let (ready, _) = channel::channel(ready);
+        ModelStore {
+            inner: Arc::new(Inner {
+                models: ArcSwap::from_pointee(models),
+                adding: std::sync::Mutex::new(()),
+                repository,
+                ready,
+                config,
+            }),
+        }
     }
 
     /// The served models' names, sorted.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.inner.models.keys().map(String::as_str)
+    pub fn names(&self) -> Vec<String> {
+        self.inner.models.load().keys().cloned().collect()
+    }
+
+    /// The folder watched for changes: the repository, or the single model's folder.
+    pub(crate) fn watch_roots(&self) -> Vec<(Option<String>, PathBuf)> {
+        if let Some(root) = &self.inner.repository {
+            return vec![(None, root.clone())];
+        }
+        self.inner.models.load().iter().filter_map(|(n, e)| Some((Some(n.clone()), e.dir.clone()?))).collect()
+    }
+
+    /// The repository folder, when models are discovered in one.
+    pub(crate) fn repository(&self) -> Option<&Path> {
+        self.inner.repository.as_deref()
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<ModelEntry>> {
+        self.inner.models.load().get(name).cloned()
     }
 
     /// The current snapshot of model `name`.
@@ -318,19 +547,40 @@ impl ModelStore {
     pub fn snapshot(&self, name: &str) -> Result<Arc<ModelSnapshot>, LookupError> {
         self.inner
             .models
+            .load()
             .get(name)
             .map(|m| m.current.load_full())
             .ok_or_else(|| LookupError::UnknownModel { model: name.to_owned() })
     }
 
-    /// Checks that every model has a version that can answer.
+    /// Every model's current snapshot, by name.
+    pub fn snapshots(&self) -> Vec<Arc<ModelSnapshot>> {
+        self.inner.models.load().values().map(|m| m.current.load_full()).collect()
+    }
+
+    /// The counters of model `name`.
+    pub fn stats(&self, name: &str) -> Option<impl std::ops::Deref<Target = ModelStats> + use<>> {
+        struct Stats(Arc<ModelEntry>);
+        impl std::ops::Deref for Stats {
+            type Target = ModelStats;
+            fn deref(&self) -> &ModelStats {
+                &self.0.stats
+            }
+        }
+        self.entry(name).map(Stats)
+    }
+
+    /// Checks that every model the server waits for has a version that can answer.
     ///
     /// # Errors
     /// [`LookupError::NotReady`] for the first model that has none.
     pub fn check_ready(&self) -> Result<(), LookupError> {
-        for (name, entry) in &self.inner.models {
+        for (name, entry) in self.inner.models.load().iter() {
+            if !entry.required.load(Ordering::Relaxed) {
+                continue;
+            }
             let snapshot = entry.current.load();
-            if let Err(e) = snapshot.resolve(None) {
+            if let Err(e) = snapshot.resolve_default() {
                 debug!(model = %name, error = %e, "not ready");
                 return Err(e);
             }
@@ -338,13 +588,13 @@ impl ModelStore {
         Ok(())
     }
 
-    /// Whether every model has a version that can answer.
+    /// Whether every model the server waits for is ready.
     pub fn is_ready(&self) -> bool {
         self.check_ready().is_ok()
     }
 
     /// A receiver that sees `true` once every model is ready.
-    pub fn subscribe_ready(&self) -> watch::Receiver<bool> {
+    pub fn subscribe_ready(&self) -> channel::Receiver<bool> {
         self.inner.ready.subscribe()
     }
 
@@ -358,34 +608,176 @@ impl ModelStore {
     /// Loads every model that has a folder, concurrently, each off the async executor, and publishes
     /// each as soon as its versions are loaded.
     pub async fn load_all(&self) {
-        let mut tasks = JoinSet::new();
-        for (name, entry) in &self.inner.models {
-            if let Some(dir) = &entry.dir {
-                let (name, dir, options) = (name.clone(), dir.clone(), self.inner.options.clone());
-                tasks.spawn_blocking(move || {
-                    let snapshot = load::load_model_dir(&name, &dir, &options);
-                    (name, snapshot)
-                });
-            }
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in self.names() {
+            let store = self.clone();
+            tasks.spawn(async move { store.reload(&name, Reload::Changes).await });
         }
         while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((name, snapshot)) => self.publish(&name, snapshot),
-                Err(e) => error!(error = %e, "a model loading task failed"),
+            if let Err(e) = joined {
+                error!(error = %e, "a model loading task failed");
             }
         }
         if self.is_ready() {
-            info!(models = self.inner.models.len(), "all models ready");
+            info!(models = self.inner.models.load().len(), "all models ready");
         }
     }
 
-    /// Makes `snapshot` the current versions of model `name` and updates readiness.
-    fn publish(&self, name: &str, snapshot: ModelSnapshot) {
-        if let Some(entry) = self.inner.models.get(name) {
-            entry.current.store(Arc::new(snapshot));
+    /// Re-reads model `name`'s folder and swaps in what changed (see the module's rules). An unloaded
+    /// model stays unloaded unless `how` is [`Reload::Everything`] (an explicit load). In a repository,
+    /// a model folder that appeared since the start is registered first.
+    ///
+    /// # Errors
+    /// [`LookupError::UnknownModel`] when no model (or repository folder) has this name.
+    pub async fn reload(&self, name: &str, how: Reload) -> Result<Arc<ModelSnapshot>, LookupError> {
+        let entry = match self.entry(name) {
+            Some(e) => e,
+            None => self.discover(name).ok_or_else(|| LookupError::UnknownModel { model: name.to_owned() })?,
+        };
+        let Some(dir) = entry.dir.clone() else {
+            return Ok(entry.current.load_full());
+        };
+        let _changing = entry.changing.lock().await;
+        let previous = entry.current.load_full();
+        // Unloaded through the API (no error): only an explicit load brings it back. Unloaded because its
+        // folder was removed: the watcher loads it again when the folder is back.
+        if previous.state == ModelState::Unloaded && previous.error.is_none() && how == Reload::Changes {
+            return Ok(previous);
         }
+        if self.inner.repository.is_some() && !dir.is_dir() {
+            info!(model = %name, path = %dir.display(), "the model's folder is gone; unloading it");
+            entry.required.store(false, Ordering::Relaxed);
+            let reason = "its folder was removed".to_owned();
+            self.publish(name, &entry, ModelSnapshot::empty(name, ModelState::Unloaded, Some(reason)));
+            return Ok(entry.current.load_full());
+        }
+        let (model, config, prior) = (name.to_owned(), self.inner.config.clone(), Arc::clone(&previous));
+        let loaded =
+            tokio::task::spawn_blocking(move || load::reload(&model, &dir, &prior, &config, how == Reload::Everything))
+                .await;
+        let (snapshot, outcome_counts) = match loaded {
+            Ok(r) => r,
+            Err(e) => {
+                error!(model = %name, error = %e, "a model loading task failed; the model keeps what it serves");
+                return Ok(previous);
+            }
+        };
+        entry.stats.loads.fetch_add(outcome_counts.0, Ordering::Relaxed);
+        entry.stats.load_failures.fetch_add(outcome_counts.1, Ordering::Relaxed);
+        if how == Reload::Everything {
+            entry.required.store(true, Ordering::Relaxed);
+        }
+        if snapshot.same_as(&previous) {
+            debug!(model = %name, "nothing changed");
+        } else {
+            log_change(&previous, &snapshot);
+            self.publish(name, &entry, snapshot);
+        }
+        Ok(entry.current.load_full())
+    }
+
+    /// Unloads model `name`: it stops answering (requests in flight finish on their version), the
+    /// server's readiness no longer waits for it, and the watcher leaves it alone until it is loaded
+    /// again.
+    ///
+    /// # Errors
+    /// [`LookupError::UnknownModel`].
+    pub async fn unload(&self, name: &str) -> Result<(), LookupError> {
+        let entry = self.entry(name).ok_or_else(|| LookupError::UnknownModel { model: name.to_owned() })?;
+        let _changing = entry.changing.lock().await;
+        entry.required.store(false, Ordering::Relaxed);
+        info!(model = %name, "model unloaded");
+        self.publish(name, &entry, ModelSnapshot::empty(name, ModelState::Unloaded, None));
+        Ok(())
+    }
+
+    /// Registers repository folder `name` as a model (not loaded yet), if it is one.
+    fn discover(&self, name: &str) -> Option<Arc<ModelEntry>> {
+        let root = self.inner.repository.as_ref()?;
+        if layout::is_hidden(name) || name.contains(['/', '\\']) || name == ".." {
+            return None;
+        }
+        let dir = root.join(name);
+        if !dir.is_dir() || layout::ensure_within(root, &dir).is_err() {
+            return None;
+        }
+        let _adding = self.inner.adding.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(e) = self.entry(name) {
+            return Some(e);
+        }
+        info!(model = %name, path = %dir.display(), "new model folder");
+        let entry = ModelEntry::new(Some(dir), ModelSnapshot::empty(name, ModelState::Loading, None), false);
+        let mut models = Models::clone(&self.inner.models.load());
+        models.insert(name.to_owned(), Arc::clone(&entry));
+        self.inner.models.store(Arc::new(models));
+        Some(entry)
+    }
+
+    /// Makes `snapshot` the current versions of model `name` and updates readiness.
+    fn publish(&self, name: &str, entry: &ModelEntry, snapshot: ModelSnapshot) {
+        let first = entry.current.load().is_loading();
+        entry.current.store(Arc::new(snapshot));
+        if !first {
+            entry.stats.swaps.fetch_add(1, Ordering::Relaxed);
+        }
+        debug!(model = %name, "snapshot published");
         let ready = self.is_ready();
         self.inner.ready.send_if_modified(|r| std::mem::replace(r, ready) != ready);
+    }
+}
+
+impl ModelSnapshot {
+    /// [`ModelSnapshot::resolve`] without a version, but always the default and never counting towards
+    /// the canary split (for metadata and readiness).
+    ///
+    /// # Errors
+    /// [`LookupError::NotReady`] when no version is loaded.
+    pub fn resolve_default(&self) -> Result<&Arc<LoadedVersion>, LookupError> {
+        match self.default_version() {
+            Some(v) => Ok(v),
+            None => self.resolve(None),
+        }
+    }
+}
+
+/// Logs what a reload changed, in the terms an operator checks: versions added and removed, the
+/// default, the canary, `serving.json` problems.
+fn log_change(before: &ModelSnapshot, after: &ModelSnapshot) {
+    let model = after.name();
+    let names = |s: &ModelSnapshot| s.version_names();
+    let (old, new) = (names(before), names(after));
+    let added: Vec<&String> = new.iter().filter(|v| !old.contains(v)).collect();
+    let removed: Vec<&String> = old.iter().filter(|v| !new.contains(v)).collect();
+    let reloaded: Vec<&str> = after
+        .versions
+        .iter()
+        .filter(|v| before.versions.iter().any(|b| b.name == v.name && !Arc::ptr_eq(b, v)))
+        .map(|v| v.name())
+        .collect();
+    let default = after.default_version().map_or("-", |v| v.name());
+    let canary = after.canary().map(|(v, p)| format!("{} {p}%", v.name()));
+    if after.is_ready() {
+        info!(
+            model = %model,
+            versions = %new.join(","),
+            added = ?added,
+            removed = ?removed,
+            reloaded = ?reloaded,
+            default = %default,
+            canary = canary.as_deref().unwrap_or("none"),
+            failed = after.failures.len(),
+            "model serving"
+        );
+    } else if let Some(e) = after.error() {
+        error!(model = %model, error = %e, "model cannot be loaded; it does not serve");
+    } else {
+        error!(model = %model, failed = after.failures.len(), "model has no loadable version; it does not serve");
+    }
+    if !before.is_ready() && !after.is_ready() {
+        return;
+    }
+    for note in after.serving_notes.iter().filter(|n| !before.serving_notes.contains(n)) {
+        warn!(model = %model, problem = %note, "serving.json");
     }
 }
 
@@ -408,5 +800,17 @@ mod tests {
         assert!(err.to_string().starts_with("--model_dir /nonexistent/ferroserve/models: "), "{err}");
         let err = ModelStore::open(&ModelSource::Repository { root: missing.into() }).unwrap_err();
         assert!(err.to_string().starts_with("--model_repository /nonexistent"), "{err}");
+    }
+
+    #[test]
+    fn the_canary_split_is_exact_and_even() {
+        for p in [0u8, 1, 10, 33, 50, 99, 100] {
+            let hits: Vec<u64> = (0..1000).filter(|&n| takes_canary(n, p)).collect();
+            assert_eq!(hits.len(), usize::from(p) * 10, "{p}%");
+            if p == 10 {
+                assert!(hits.windows(2).all(|w| w[1] - w[0] == 10), "spread evenly: {hits:?}");
+            }
+        }
+        assert!(takes_canary(u64::MAX, 100), "no overflow at the end of the counter");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use ferroserve::protocol::v2::InferResponse;
-use ferroserve::{AppState, Limits, ModelSource, ModelStore};
+use ferroserve::{AppState, Limits, ModelSource, ModelStore, StoreConfig};
 use ferroserve_formats::lstm::DeviceChoice;
 use ferroserve_formats::{LoadOptions, TensorData};
 use serde_json::{Value, json};
@@ -26,7 +26,8 @@ fn floats(v: &Value) -> Vec<f64> {
 
 async fn app() -> axum::Router {
     let source = ModelSource::Repository { root: fixtures() };
-    let store = ModelStore::open_with(&source, LoadOptions { device: DeviceChoice::Cpu }).unwrap();
+    let config = StoreConfig { load: LoadOptions { device: DeviceChoice::Cpu }, ..StoreConfig::default() };
+    let store = ModelStore::open_with(&source, config).unwrap();
     store.load_all().await;
     assert!(store.is_ready(), "the fixtures load");
     ferroserve::app(AppState::new(store, Limits::default()))

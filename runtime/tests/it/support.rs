@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use ferroserve::{AppState, Limits, ModelSource, ModelStore};
+use ferroserve::{AppState, Limits, ModelSource, ModelStore, StoreConfig, VersionPolicy};
 use ferroserve_formats::metadata::{FeatureReference, ReferenceDistribution};
 use ferroserve_formats::tree::{DecisionTree, IsolationForest, IsolationForestParams};
 use ferroserve_formats::{Matrix, ModelMetadata, NativeModel};
@@ -106,9 +106,10 @@ impl Fixture {
     }
 }
 
-/// A router over `source` with every model loaded.
+/// A router over `source` with every model loaded, every version of each (`--version_policy all`).
 pub async fn loaded(source: &ModelSource, limits: Limits) -> Router {
-    let store = ModelStore::open(source).unwrap();
+    let config = StoreConfig { policy: VersionPolicy::All, ..StoreConfig::default() };
+    let store = ModelStore::open_with(source, config).unwrap();
     store.load_all().await;
     ferroserve::app(AppState::new(store, limits))
 }

@@ -122,6 +122,60 @@ pub struct ModelReadyResponse {
     pub ready: bool,
 }
 
+/// `POST /v2/repository/index` request body (optional: an empty body lists every model).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryIndexRequest {
+    /// List only versions that can answer.
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// One entry of the `POST /v2/repository/index` response (a JSON array of them): a model version,
+/// or a model with no version to list (loading, unloaded, unreadable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryIndexEntry {
+    /// The model's name.
+    pub name: String,
+    /// The version, when the entry is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `READY`, `UNAVAILABLE` or `LOADING`.
+    pub state: ModelVersionState,
+    /// Why it is not ready, or what else an operator should know; empty otherwise.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The state of a model version in the repository index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ModelVersionState {
+    /// It answers requests.
+    Ready,
+    /// It does not (failed to load, unloaded).
+    Unavailable,
+    /// It is being loaded for the first time.
+    Loading,
+}
+
+/// `POST /v2/repository/models/{name}/load` response (KServe's form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryLoadResponse {
+    /// The model.
+    pub name: String,
+    /// Always `true`: a failed load is an error response.
+    pub load: bool,
+}
+
+/// `POST /v2/repository/models/{name}/unload` response (KServe's form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryUnloadResponse {
+    /// The model.
+    pub name: String,
+    /// Always `true`.
+    pub unload: bool,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {
