@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod example;
 mod health;
+mod hotswap;
 mod infer;
 mod lstm;
 mod metadata;
