@@ -12,7 +12,7 @@
 //!
 //! NaN is refused, as GradientBoosting's `check_array` refuses it in every version.
 
-use super::trees::{compile, for_each_leaf, read_trees};
+use super::trees::{compile, read_trees};
 use super::{Attrs, Estimator, Features, Labels, Precision, argmax, dim, kind_of, np_sum, tensor};
 use crate::error::Result;
 use crate::model::{Matrix, NonFinite, TabularInput, TensorSpec};
@@ -143,7 +143,9 @@ impl GradientBoosting {
     fn raw(&self, x: &Matrix<f32>) -> Vec<f64> {
         let k = self.k;
         let mut raw: Vec<f64> = self.init.iter().copied().cycle().take(x.rows * k).collect();
-        for_each_leaf(&self.flat, x, |r, t, leaf| raw[r * k + t % k] += self.learning_rate * self.leaf_value[leaf]);
+        self.flat.accumulate(&x.data, x.cols, &mut raw, k, |r, t, leaf| {
+            r[t % k] += self.learning_rate * self.leaf_value[leaf]
+        });
         raw
     }
 

@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use super::{Attrs, Estimator, Features, Labels, Precision, argmax, dim, kind_of, np_sum, tensor};
 use crate::error::{Error, Result};
-use crate::model::{Matrix, NonFinite, TabularInput, TensorSpec};
+use crate::model::{NonFinite, TabularInput, TensorSpec};
 use crate::pickle::{NdArray, Value};
 use crate::tensor::{DataType, Tensor, TensorData};
 use crate::tree::{Contamination, DecisionTree, FlatForest, IsolationForest, IsolationForestParams};
@@ -180,23 +180,6 @@ pub(crate) fn compile(trees: &[SkTree], n_features: usize, leaf: impl FnMut(usiz
     FlatForest::build(&dts, &columns, missing.as_deref(), leaf)
 }
 
-/// Rows walked together per tree, so that a tree stays in cache across the block.
-const ROW_BLOCK: usize = 64;
-
-/// Calls `visit(row, tree, leaf)` for every row and tree: for each row the trees come in order (so
-/// sums over trees add in scikit-learn's order), rows go in blocks so that a tree is walked for a
-/// whole block while it is in cache.
-pub(crate) fn for_each_leaf(flat: &FlatForest, x: &Matrix<f32>, mut visit: impl FnMut(usize, usize, usize)) {
-    let cols = x.cols.max(1);
-    for (b, block) in x.data.chunks(ROW_BLOCK * cols).enumerate() {
-        for t in 0..flat.n_trees() {
-            for (i, row) in block.chunks_exact(cols).enumerate() {
-                visit(b * ROW_BLOCK + i, t, flat.leaf(t, row));
-            }
-        }
-    }
-}
-
 /// DecisionTreeClassifier, ExtraTreeClassifier, RandomForestClassifier, ExtraTreesClassifier.
 #[derive(Debug)]
 pub(crate) struct ForestClassifier {
@@ -278,14 +261,19 @@ impl Estimator for ForestClassifier {
         let n_trees = self.flat.n_trees();
         let mut proba = vec![0.0f64; x.rows * c];
         let mut leaves = vec![0usize; if self.ensemble { 0 } else { x.rows }];
-        for_each_leaf(&self.flat, &x, |r, _, leaf| {
-            for (a, p) in proba[r * c..(r + 1) * c].iter_mut().zip(&self.leaf_proba[leaf * c..(leaf + 1) * c]) {
-                *a += p;
+        if self.ensemble {
+            self.flat.accumulate(&x.data, x.cols, &mut proba, c, |acc, _, leaf| {
+                for (a, p) in acc.iter_mut().zip(&self.leaf_proba[leaf * c..(leaf + 1) * c]) {
+                    *a += p;
+                }
+            });
+        } else {
+            // One tree: the row's leaf decides the label (its raw values), and its probabilities are the answer.
+            self.flat.accumulate(&x.data, x.cols, &mut leaves, 1, |l, _, leaf| l[0] = leaf);
+            for (acc, &leaf) in proba.chunks_exact_mut(c).zip(&leaves) {
+                acc.copy_from_slice(&self.leaf_proba[leaf * c..(leaf + 1) * c]);
             }
-            if let Some(l) = leaves.get_mut(r) {
-                *l = leaf;
-            }
-        });
+        }
         let labels: Vec<usize> = if self.ensemble {
             #[allow(clippy::cast_precision_loss)]
             let denominator = n_trees as f64;
@@ -364,7 +352,7 @@ impl Estimator for ForestRegressor {
         #[allow(clippy::cast_precision_loss)]
         let denominator = n_trees as f64;
         let mut predictions = vec![0.0f64; x.rows];
-        for_each_leaf(&self.flat, &x, |r, _, leaf| predictions[r] += self.leaf_value[leaf]);
+        self.flat.accumulate(&x.data, x.cols, &mut predictions, 1, |p, _, leaf| p[0] += self.leaf_value[leaf]);
         if self.ensemble {
             for p in &mut predictions {
                 *p /= denominator;

@@ -18,9 +18,6 @@ use crate::tensor::{DataType, Tensor, TensorData};
 /// The Euler–Mascheroni constant (`numpy.euler_gamma`).
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 
-/// Rows scored together per tree, so that a tree stays in L1 cache across the block.
-const ROW_BLOCK: usize = 64;
-
 /// `c(n)`, the average path length of an unsuccessful search in a binary search tree of `n` nodes
 /// (scikit-learn's `_average_path_length`): 0 for `n <= 1`, 1 for `n == 2`, else
 /// `2 (ln(n - 1) + γ) - 2 (n - 1) / n`.
@@ -244,14 +241,8 @@ impl IsolationForest {
     pub fn score_samples(&self, x: &Matrix<f32>) -> Vec<f64> {
         assert_eq!(x.cols, self.n_features(), "score_samples: wrong number of columns");
         let mut depths = vec![0.0f64; x.rows];
-        let cols = x.cols.max(1);
-        for (block, acc) in x.data.chunks(ROW_BLOCK * cols).zip(depths.chunks_mut(ROW_BLOCK)) {
-            for t in 0..self.flat.n_trees() {
-                for (row, d) in block.chunks_exact(cols).zip(acc.iter_mut()) {
-                    *d += self.leaf_path[self.flat.leaf(t, row)];
-                }
-            }
-        }
+        // Sums over trees in tree order for each row, as scikit-learn adds them.
+        self.flat.accumulate(&x.data, x.cols, &mut depths, 1, |d, _, leaf| d[0] += self.leaf_path[leaf]);
         for d in &mut depths {
             let ratio = if self.denominator != 0.0 { *d / self.denominator } else { 1.0 };
             *d = -(2.0f64.powf(-ratio));
