@@ -98,6 +98,16 @@ pub trait Model: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether running several requests as one batch (concatenated along the first dimension of every
+    /// input and output) costs less than running them one by one, so that a server should batch
+    /// concurrent requests. By default the compute-heavy models: for the LSTM autoencoder a batch of 64
+    /// windows costs a fraction of 64 single windows, while a tree model's per-request overhead is
+    /// already small next to its per-row cost. A model that says `true` must give each row of a batch
+    /// the answer it would give that row alone.
+    fn gains_from_batching(&self) -> bool {
+        self.is_compute_heavy()
+    }
+
     /// Runs the model on `inputs` and returns the `outputs` named (in that order), or the default
     /// output when `outputs` is empty.
     ///

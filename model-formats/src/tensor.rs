@@ -222,6 +222,38 @@ impl TensorData {
         numeric_dispatch!(self, v => { out.extend(v.iter().map(|x| x.to_f64())); Some(()) }, _b => None)
     }
 
+    /// Elements `start..end`, in the same type; `None` when the range is out of bounds.
+    pub fn slice(&self, start: usize, end: usize) -> Option<TensorData> {
+        macro_rules! take {
+            ($($variant:ident),*) => {
+                match self {
+                    $(TensorData::$variant(v) => v.get(start..end).map(|s| TensorData::$variant(s.to_vec())),)*
+                }
+            };
+        }
+        take!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes)
+    }
+
+    /// The elements of `parts` one after another; `None` when they are not all of one type (or there
+    /// are none).
+    pub fn concat(parts: &[&TensorData]) -> Option<TensorData> {
+        macro_rules! join {
+            ($($variant:ident),*) => {
+                match parts.first()? {
+                    $(TensorData::$variant(_) => {
+                        let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+                        for p in parts {
+                            let TensorData::$variant(v) = p else { return None };
+                            out.extend_from_slice(v);
+                        }
+                        Some(TensorData::$variant(out))
+                    })*
+                }
+            };
+        }
+        join!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bytes)
+    }
+
     /// Element `i` converted to `f32`, for strided (column) access; `None` for BYTES or out of range.
     pub fn get_f32(&self, i: usize) -> Option<f32> {
         numeric_dispatch!(self, v => v.get(i).map(|x| x.to_f32()), _b => None)
@@ -280,6 +312,19 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", d.as_str()));
         }
         assert_eq!(DataType::parse("FLOAT32"), None);
+    }
+
+    #[test]
+    fn slices_and_concatenations_keep_the_type() {
+        let a = TensorData::Fp32(vec![1.0, 2.0]);
+        let b = TensorData::Fp32(vec![3.0]);
+        assert_eq!(TensorData::concat(&[&a, &b]), Some(TensorData::Fp32(vec![1.0, 2.0, 3.0])));
+        assert_eq!(TensorData::concat(&[&a, &TensorData::Fp64(vec![3.0])]), None, "types must match");
+        assert_eq!(TensorData::concat(&[]), None);
+        let bytes = TensorData::Bytes(vec![b"x".to_vec(), b"yz".to_vec()]);
+        assert_eq!(bytes.slice(1, 2), Some(TensorData::Bytes(vec![b"yz".to_vec()])));
+        assert_eq!(a.slice(1, 3), None);
+        assert_eq!(TensorData::Bool(vec![true, false]).slice(0, 1), Some(TensorData::Bool(vec![true])));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use ferroserve_formats::lstm::DeviceChoice;
 
+pub use crate::batch::BatchConfig;
 use crate::error::Error;
 pub use crate::store::VersionPolicy;
 
@@ -89,6 +90,16 @@ pub struct Args {
     /// being copied file by file is loaded once, complete.
     #[arg(long, env, default_value = "500ms", value_parser = humantime::parse_duration)]
     pub watch_debounce: Duration,
+
+    /// The most rows (windows) one batch holds, for models that gain from batching concurrent
+    /// requests (the LSTM autoencoder); 0 or 1 turns batching off.
+    #[arg(long, env, default_value_t = 64)]
+    pub max_batch_size: usize,
+
+    /// How long a request may wait for others to share its batch (`0ms`: never; batches then form
+    /// only from requests that queued while the CPUs were busy).
+    #[arg(long, env, default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub max_batch_delay: Duration,
 }
 
 /// How model folders are watched.
@@ -172,6 +183,8 @@ pub struct Config {
     pub version_policy: VersionPolicy,
     /// How model folders are watched.
     pub watch: WatchConfig,
+    /// How requests are batched.
+    pub batch: BatchConfig,
 }
 
 impl TryFrom<Args> for Config {
@@ -230,6 +243,7 @@ impl TryFrom<Args> for Config {
             device: args.device,
             version_policy: args.version_policy,
             watch: WatchConfig { mode: args.watch, interval: args.watch_interval, debounce: args.watch_debounce },
+            batch: BatchConfig { max_batch_size: args.max_batch_size, max_delay: args.max_batch_delay },
         })
     }
 }
@@ -293,6 +307,10 @@ mod tests {
         assert_eq!(c.watch.interval, Duration::from_millis(250));
         assert_eq!(parse(&[]).version_policy, VersionPolicy::Latest(1));
         assert_eq!(parse(&[]).watch, WatchConfig::default());
+        assert_eq!(parse(&[]).batch, BatchConfig::default());
+        let c = parse(&["--max_batch_size=0", "--max_batch_delay=2ms"]);
+        assert!(!c.batch.enabled());
+        assert_eq!(c.batch.max_delay, Duration::from_millis(2));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`shutdown`]: SIGTERM / ctrl-c.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod config;
 pub mod error;
 pub mod example;

@@ -90,7 +90,11 @@ impl AppState {
             }
             None => info!(requested = %config.device, device = %device.choice, "candle models run on this device"),
         }
-        let store = StoreConfig { load: LoadOptions { device: device.choice }, policy: config.version_policy.clone() };
+        let store = StoreConfig {
+            load: LoadOptions { device: device.choice },
+            policy: config.version_policy.clone(),
+            batch: config.batch,
+        };
         Ok(AppState {
             store: ModelStore::open_with(&config.models, store)?,
             limits: Limits::from(config),

@@ -9,7 +9,6 @@
 //! autoencoder), on the blocking pool (see [`crate::Limits::inline_body_bytes`] and
 //! `Model::is_compute_heavy`).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -20,9 +19,10 @@ use ferroserve_formats::Tensor;
 use tracing::{Span, debug, field, instrument};
 
 use super::{ModelPath, VersionParams};
-use crate::error::{ApiError, panic_message};
+use crate::batch::guarded_infer;
+use crate::error::ApiError;
 use crate::protocol::v2::binary::{self, HEADER_CONTENT_LENGTH};
-use crate::protocol::v2::{InferRequest, InferResponse, InferTensor, ResponseBody};
+use crate::protocol::v2::{BinaryOutputs, InferRequest, InferResponse, InferTensor, ResponseBody};
 use crate::state::AppState;
 use crate::store::LoadedVersion;
 
@@ -79,15 +79,22 @@ async fn run(
     let loaded = Arc::clone(snapshot.resolve(version.as_deref())?);
     Span::current().record("version", loaded.name());
     let answered = HeaderValue::from_str(loaded.name()).ok();
-    let encoded = if body.len() <= state.limits().inline_body_bytes && !loaded.model().is_compute_heavy() {
+    let inline = body.len() <= state.limits().inline_body_bytes;
+    let encoded = if let Some(batcher) = loaded.batcher() {
+        // Batched: decode, queue with other requests, encode. Only the model call leaves the executor
+        // (the batch runs on the blocking pool), unless the body is large.
+        let decoded =
+            if inline { decode(&body, json_len)? } else { blocking(move || decode(&body, json_len)).await?? };
+        let Decoded { id, inputs, outputs, binary_outputs } = decoded;
+        let tensors = batcher.infer(loaded.model(), inputs, outputs).await?;
+        let encode = move || encode(&model_name, &loaded, id, tensors, &binary_outputs);
+        if inline { encode()? } else { blocking(encode).await?? }
+    } else if inline && !loaded.model().is_compute_heavy() {
         execute(&model_name, &loaded, &body, json_len)?
     } else {
-        let span = Span::current();
         // If the request times out, this task still runs to its end: compute cannot be interrupted,
         // but its result is dropped and the client has its 503.
-        tokio::task::spawn_blocking(move || span.in_scope(|| execute(&model_name, &loaded, &body, json_len)))
-            .await
-            .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??
+        blocking(move || execute(&model_name, &loaded, &body, json_len)).await??
     };
     let mut response = match encoded {
         ResponseBody { bytes, json_len: None } => {
@@ -121,13 +128,24 @@ fn json_len(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
     Ok(Some(binary::parse_header(value.as_bytes())?))
 }
 
-/// Decodes the request, runs the model, encodes the response: the CPU-bound part.
-fn execute(
-    model_name: &str,
-    version: &LoadedVersion,
-    body: &[u8],
-    json_len: Option<usize>,
-) -> Result<ResponseBody, ApiError> {
+/// Runs `f` on the blocking pool, inside the request's span.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    let span = Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))
+}
+
+/// A request decoded into the model's terms.
+struct Decoded {
+    id: Option<String>,
+    inputs: Vec<Tensor>,
+    outputs: Vec<String>,
+    binary_outputs: BinaryOutputs,
+}
+
+/// Parses the body (JSON, or JSON and binary tensor data) into tensors.
+fn decode(body: &[u8], json_len: Option<usize>) -> Result<Decoded, ApiError> {
     // serde would say "invalid type: sequence"; say it in the client's terms.
     let json = json_len.and_then(|n| body.get(..n)).unwrap_or(body);
     if json.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -143,17 +161,36 @@ fn execute(
         "inference request"
     );
     let inputs = request.inputs.into_iter().map(Tensor::try_from).collect::<Result<Vec<_>, _>>()?;
-    let outputs: Vec<String> = request.outputs.into_iter().map(|o| o.name).collect();
-    let model = version.model();
-    // A panicking model is a bug in that model; the request gets a 500 and the server goes on.
-    let tensors = std::panic::catch_unwind(AssertUnwindSafe(|| model.infer(&inputs, &outputs)))
-        .map_err(|p| ApiError::internal(format!("model panicked: {}", panic_message(&*p))))??;
+    let outputs = request.outputs.into_iter().map(|o| o.name).collect();
+    Ok(Decoded { id: request.id, inputs, outputs, binary_outputs })
+}
+
+/// Writes the response body naming the model and the version that answered.
+fn encode(
+    model_name: &str,
+    version: &LoadedVersion,
+    id: Option<String>,
+    tensors: Vec<Tensor>,
+    binary_outputs: &BinaryOutputs,
+) -> Result<ResponseBody, ApiError> {
     let response = InferResponse {
         model_name: model_name.to_owned(),
         model_version: version.name().to_owned(),
-        id: request.id,
+        id,
         parameters: None,
         outputs: tensors.into_iter().map(InferTensor::from).collect(),
     };
-    response.to_body(&binary_outputs).map_err(|e| ApiError::internal(format!("encoding the response: {e}")))
+    response.to_body(binary_outputs).map_err(|e| ApiError::internal(format!("encoding the response: {e}")))
+}
+
+/// Decodes the request, runs the model, encodes the response: the CPU-bound part.
+fn execute(
+    model_name: &str,
+    version: &LoadedVersion,
+    body: &[u8],
+    json_len: Option<usize>,
+) -> Result<ResponseBody, ApiError> {
+    let Decoded { id, inputs, outputs, binary_outputs } = decode(body, json_len)?;
+    let tensors = guarded_infer(version.model().as_ref(), &inputs, &outputs)?;
+    encode(model_name, version, id, tensors, &binary_outputs)
 }

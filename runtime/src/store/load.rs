@@ -8,7 +8,7 @@ use std::time::Instant;
 use ferroserve_formats::layout::{self, ArtifactFiles, METADATA_JSON, ModelLayout};
 use ferroserve_formats::serving::{ServingConfig, same_version};
 use ferroserve_formats::tensor::element_count;
-use ferroserve_formats::{DataType, LoadOptions, Model, ModelMetadata, Tensor, TensorData, load_model_with};
+use ferroserve_formats::{DataType, Model, ModelMetadata, Tensor, TensorData, load_model_with};
 use tracing::{debug, info, warn};
 
 use super::{Fingerprint, LoadedVersion, ModelSnapshot, Outcome, StoreConfig, VersionFailure, VersionPolicy};
@@ -52,7 +52,7 @@ pub(super) fn reload(
         Ok(ModelLayout::Bare(files)) => {
             let metadata = read_metadata(name, dir);
             let version = bare_version_name(dir, metadata.as_ref());
-            attempt.version(&version, dir, || load_version(name, &version, &files, metadata, &config.load));
+            attempt.version(&version, dir, || load_version(name, &version, &files, metadata, config));
             attempt.out.serving = None;
         }
         Ok(ModelLayout::Versioned(dirs)) => {
@@ -80,7 +80,7 @@ pub(super) fn reload(
                 }
                 let ok = attempt.version(&d.name, &d.path, || {
                     match guarded(|| layout::find_artifact(&d.path)).and_then(|r| r.map_err(LoadError::from))? {
-                        Some(files) => load_version(name, &d.name, &files, read_metadata(name, &d.path), &config.load),
+                        Some(files) => load_version(name, &d.name, &files, read_metadata(name, &d.path), config),
                         None => Err(ferroserve_formats::Error::NoModel { path: d.path.clone() }.into()),
                     }
                 });
@@ -195,10 +195,10 @@ fn load_version(
     version: &str,
     files: &ArtifactFiles,
     metadata: Option<ModelMetadata>,
-    options: &LoadOptions,
+    config: &StoreConfig,
 ) -> Result<LoadedVersion, LoadError> {
     let started = Instant::now();
-    let model = guarded(|| load_model_with(files, options))??;
+    let model = guarded(|| load_model_with(files, &config.load))??;
     guarded(|| warm_up(model.as_ref()))?.map_err(LoadError::WarmUp)?;
     let path = files.dir().to_path_buf();
     info!(
@@ -209,7 +209,7 @@ fn load_version(
         elapsed_ms = elapsed_ms(started),
         "model version loaded"
     );
-    let mut loaded = LoadedVersion::new(version, model);
+    let mut loaded = LoadedVersion::new(version, model).with_batching(config.batch);
     loaded.metadata = metadata;
     loaded.path = Some(path);
     Ok(loaded)
@@ -294,8 +294,8 @@ pub(crate) fn zeros(datatype: DataType, n: usize) -> TensorData {
 
 #[cfg(test)]
 mod tests {
-    use ferroserve_formats::NativeModel;
     use ferroserve_formats::tree::{DecisionTree, IsolationForest, IsolationForestParams};
+    use ferroserve_formats::{LoadOptions, NativeModel};
 
     use super::*;
     use crate::config::ModelSource;

@@ -39,6 +39,7 @@ use tracing::{debug, error, info, warn};
 pub(crate) use load::zeros;
 pub use policy::VersionPolicy;
 
+use crate::batch::{BatchConfig, Batcher};
 use crate::config::ModelSource;
 use crate::error::Error;
 
@@ -55,6 +56,7 @@ pub struct LoadedVersion {
     metadata: Option<ModelMetadata>,
     path: Option<PathBuf>,
     fingerprint: Option<Fingerprint>,
+    batcher: Option<Batcher>,
 }
 
 impl LoadedVersion {
@@ -69,7 +71,26 @@ impl LoadedVersion {
             metadata: None,
             path: None,
             fingerprint: None,
+            batcher: None,
         }
+    }
+
+    /// Batches concurrent requests to this version as `config` says, when batching is on and the
+    /// model gains from it ([`Model::gains_from_batching`]). Needs a tokio runtime (the collector is a
+    /// task on it); without one, requests are not batched.
+    pub fn with_batching(mut self, config: BatchConfig) -> Self {
+        if config.enabled()
+            && self.model.gains_from_batching()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            self.batcher = Some(Batcher::start(Arc::clone(&self.model), config, &runtime));
+        }
+        self
+    }
+
+    /// The version's batcher, when its requests are batched.
+    pub fn batcher(&self) -> Option<&Batcher> {
+        self.batcher.as_ref()
     }
 
     /// Attaches the version's `metadata.json`.
@@ -429,6 +450,8 @@ pub struct StoreConfig {
     pub load: LoadOptions,
     /// Which versions are loaded.
     pub policy: VersionPolicy,
+    /// How requests to models that gain from it are batched.
+    pub batch: BatchConfig,
 }
 
 /// Whether a reload re-reads versions whose files have not changed.

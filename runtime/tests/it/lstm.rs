@@ -2,6 +2,7 @@
 //! HTTP with PyTorch's numbers: the parity fixtures of model-formats (`make_lstm_golden.py`).
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use axum::http::StatusCode;
 use ferroserve::protocol::v2::InferResponse;
@@ -25,12 +26,16 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 async fn app() -> axum::Router {
+    ferroserve::app(AppState::new(store().await, Limits::default()))
+}
+
+async fn store() -> ModelStore {
     let source = ModelSource::Repository { root: fixtures() };
     let config = StoreConfig { load: LoadOptions { device: DeviceChoice::Cpu }, ..StoreConfig::default() };
     let store = ModelStore::open_with(&source, config).unwrap();
     store.load_all().await;
     assert!(store.is_ready(), "the fixtures load");
-    ferroserve::app(AppState::new(store, Limits::default()))
+    store
 }
 
 fn assert_close(what: &str, got: &[f64], want: &[f64]) {
@@ -94,4 +99,49 @@ async fn metadata_and_client_errors() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// Concurrent requests are batched (`--max_batch_size`), and each still gets PyTorch's numbers for its
+/// own windows; a bad request in the crowd gets its own 400 and nobody else's answer changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_with_each_answer_its_own() {
+    let store = store().await;
+    let app = ferroserve::app(AppState::new(store.clone(), Limits::default()));
+    let g = golden("scaled");
+    let [b, t, f] = [0, 1, 2].map(|i| usize::try_from(g["input_shape"][i].as_u64().unwrap()).unwrap());
+    let input = floats(&g["input"]);
+    let errors = floats(&g["reconstruction_error"]);
+    let mut tasks = Vec::new();
+    for i in 0..48usize {
+        let app = app.clone();
+        let window = i % b;
+        let data = &input[window * t * f..(window + 1) * t * f];
+        let data: Vec<Value> = data.iter().map(|&v| json!(v)).collect();
+        // Request 29 sends a window one step short: it cannot join the others and gets its own 400.
+        let (steps, data) = if i == 29 { (t - 1, data[..(t - 1) * f].to_vec()) } else { (t, data) };
+        let request = json!({
+            "inputs": [{"name": "input-0", "shape": [1, steps, f], "datatype": "FP32", "data": data}],
+            "outputs": [{"name": "reconstruction_error"}],
+        });
+        tasks.push(tokio::spawn(async move {
+            (i, window, post(&app, "/v2/models/scaled/infer", request.to_string()).await)
+        }));
+    }
+    for task in tasks {
+        let (i, window, (status, body)) = task.await.unwrap();
+        if i == 29 {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+        let r: InferResponse = serde_json::from_value(body).unwrap();
+        assert_eq!(r.outputs[0].shape, vec![1]);
+        let TensorData::Fp64(e) = &r.outputs[0].data else { panic!("{:?}", r.outputs[0].data) };
+        assert_close(&format!("request {i}"), e, &errors[window..=window]);
+    }
+    let snapshot = store.snapshot("scaled").unwrap();
+    let stats = snapshot.default_version().unwrap().batcher().expect("the LSTM is batched").stats();
+    let (batches, requests) = (stats.batches.load(Ordering::Relaxed), stats.requests.load(Ordering::Relaxed));
+    assert_eq!(requests, 48);
+    assert!(batches < requests, "some requests shared a batch: {batches} batches for {requests} requests");
 }
