@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod drift;
 pub mod error;
 pub mod layout;
 pub mod lstm;

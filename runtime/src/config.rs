@@ -14,7 +14,9 @@ use clap::{Parser, ValueEnum};
 use ferroserve_formats::lstm::DeviceChoice;
 
 pub use crate::batch::BatchConfig;
+pub use crate::drift::DriftConfig;
 use crate::error::Error;
+pub use crate::feedback::FeedbackConfig;
 pub use crate::store::VersionPolicy;
 
 /// The raw command line, as clap parses it; validate with `Config::try_from`.
@@ -100,6 +102,27 @@ pub struct Args {
     /// only from requests that queued while the CPUs were busy).
     #[arg(long, env, default_value = "0ms", value_parser = humantime::parse_duration)]
     pub max_batch_delay: Duration,
+
+    /// Recent input rows kept per model version for the drift tests (needs a reference distribution in
+    /// the version's metadata.json); 0 turns drift tracking off.
+    #[arg(long, env, default_value_t = 1000)]
+    pub drift_window: usize,
+
+    /// A feature drifts when its Kolmogorov–Smirnov p-value is below this.
+    #[arg(long, env, default_value_t = 0.05)]
+    pub drift_pvalue: f64,
+
+    /// Rows the drift window needs before the drift flag can be raised.
+    #[arg(long, env, default_value_t = 100)]
+    pub drift_min_samples: usize,
+
+    /// Predictions kept per model for feedback (by request `id`); the oldest are forgotten first.
+    #[arg(long, env, default_value_t = 10_000)]
+    pub feedback_capacity: usize,
+
+    /// Labelled rows the accuracy, precision and recall from feedback are computed over (the most recent).
+    #[arg(long, env, default_value_t = 1000)]
+    pub feedback_window: usize,
 }
 
 /// How model folders are watched.
@@ -159,7 +182,7 @@ pub enum ModelSource {
 }
 
 /// The validated configuration every part of the server reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The models to serve.
     pub models: ModelSource,
@@ -185,6 +208,10 @@ pub struct Config {
     pub watch: WatchConfig,
     /// How requests are batched.
     pub batch: BatchConfig,
+    /// How input drift is tracked.
+    pub drift: DriftConfig,
+    /// How feedback is kept.
+    pub feedback: FeedbackConfig,
 }
 
 impl TryFrom<Args> for Config {
@@ -213,6 +240,9 @@ impl TryFrom<Args> for Config {
         }
         if args.watch_interval.is_zero() {
             return invalid("--watch_interval", "must be longer than zero");
+        }
+        if !(args.drift_pvalue > 0.0 && args.drift_pvalue < 1.0) {
+            return invalid("--drift_pvalue", "must be between 0 and 1");
         }
         if args.host.trim().is_empty() {
             return invalid("--host", "must not be empty");
@@ -244,6 +274,12 @@ impl TryFrom<Args> for Config {
             version_policy: args.version_policy,
             watch: WatchConfig { mode: args.watch, interval: args.watch_interval, debounce: args.watch_debounce },
             batch: BatchConfig { max_batch_size: args.max_batch_size, max_delay: args.max_batch_delay },
+            drift: DriftConfig {
+                window: args.drift_window,
+                level: args.drift_pvalue,
+                min_samples: args.drift_min_samples,
+            },
+            feedback: FeedbackConfig { capacity: args.feedback_capacity, window: args.feedback_window },
         })
     }
 }

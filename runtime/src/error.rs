@@ -60,6 +60,9 @@ pub enum ApiError {
     /// An unknown model or version (404), or a model that is not ready (503).
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    /// Something the request names does not exist, beyond models and versions (404).
+    #[error("{0}")]
+    NotFound(String),
     /// No route has this path (404).
     #[error("no route for {method} {path}; the v2 protocol's routes start with /v2")]
     NoRoute {
@@ -107,7 +110,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Lookup(LookupError::UnknownModel { .. } | LookupError::UnknownVersion { .. })
-            | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
+            | ApiError::NoRoute { .. }
+            | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Lookup(LookupError::NotReady { .. }) | ApiError::Overloaded | ApiError::Timeout(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -21,9 +21,12 @@
 
 pub mod batch;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod example;
+pub mod feedback;
 mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod shutdown;
 pub mod state;
@@ -58,8 +61,12 @@ pub use store::{LoadedVersion, ModelSnapshot, ModelStore, Reload, StoreConfig, V
 pub fn app(state: AppState) -> Router {
     let limits = *state.limits();
     let timeout = limits.request_timeout;
+    let metrics = std::sync::Arc::clone(state.metrics());
     let bounded = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(move |e: tower::BoxError| async move { http::overload_error(timeout, &e) }))
+        .layer(HandleErrorLayer::new(move |e: tower::BoxError| {
+            let metrics = std::sync::Arc::clone(&metrics);
+            async move { http::overload_error(timeout, &e, &metrics) }
+        }))
         .layer(LoadShedLayer::new())
         // Global: one semaphore for every route (the plain layer would give each route its own).
         .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrency))
@@ -76,6 +83,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v2", get(http::metadata::server))
         .route("/v2/models/{model_name}/ready", get(http::health::model_ready))
         .route("/v2/models/{model_name}/versions/{model_version}/ready", get(http::health::model_version_ready))
+        .route("/v2/models/{model_name}/drift", get(http::observe::drift))
+        .route("/v2/models/{model_name}/versions/{model_version}/drift", get(http::observe::drift_version))
+        .route("/v2/models/{model_name}/feedback", post(http::observe::feedback))
+        .route("/metrics", get(http::observe::metrics))
         .route("/v2/repository/index", post(http::repository::index))
         .route("/v2/repository/models/{model_name}/load", post(http::repository::load))
         .route("/v2/repository/models/{model_name}/unload", post(http::repository::unload))

@@ -1,5 +1,6 @@
 //! [`AppState`]: what every handler shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_formats::LoadOptions;
@@ -7,6 +8,8 @@ use tracing::info;
 
 use crate::config::{Config, WatchConfig, WatchMode};
 use crate::error::Error;
+use crate::feedback::{Feedback, FeedbackConfig};
+use crate::metrics::Metrics;
 use crate::store::{ModelStore, StoreConfig};
 
 /// Request limits applied by the router.
@@ -53,13 +56,16 @@ pub struct AppState {
     store: ModelStore,
     limits: Limits,
     watch: WatchConfig,
+    metrics: Arc<Metrics>,
+    feedback: Arc<Feedback>,
 }
 
 impl AppState {
     /// State over an existing store, whose folders are not watched (see [`AppState::with_watch`]).
     pub fn new(store: ModelStore, limits: Limits) -> Self {
         let watch = WatchConfig { mode: WatchMode::Off, ..WatchConfig::default() };
-        AppState { store, limits, watch }
+        let feedback = Arc::new(Feedback::new(FeedbackConfig::default()));
+        AppState { store, limits, watch, metrics: Metrics::new(), feedback }
     }
 
     /// Watches the store's folders as `watch` says once served.
@@ -94,11 +100,14 @@ impl AppState {
             load: LoadOptions { device: device.choice },
             policy: config.version_policy.clone(),
             batch: config.batch,
+            drift: config.drift,
         };
         Ok(AppState {
             store: ModelStore::open_with(&config.models, store)?,
             limits: Limits::from(config),
             watch: config.watch,
+            metrics: Metrics::new(),
+            feedback: Arc::new(Feedback::new(config.feedback)),
         })
     }
 
@@ -115,5 +124,15 @@ impl AppState {
     /// How the model folders are watched.
     pub fn watch(&self) -> WatchConfig {
         self.watch
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The predictions kept for feedback.
+    pub fn feedback(&self) -> &Arc<Feedback> {
+        &self.feedback
     }
 }

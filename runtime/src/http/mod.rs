@@ -7,6 +7,7 @@
 pub(crate) mod health;
 pub(crate) mod infer;
 pub(crate) mod metadata;
+pub(crate) mod observe;
 pub(crate) mod repository;
 
 use std::time::Duration;
@@ -85,12 +86,14 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// Turns the errors of the concurrency limit, load shedder and timeout into 503s.
-pub(crate) fn overload_error(timeout: Duration, error: &BoxError) -> ApiError {
+pub(crate) fn overload_error(timeout: Duration, error: &BoxError, metrics: &crate::metrics::Metrics) -> ApiError {
     if error.is::<tower::load_shed::error::Overloaded>() {
+        metrics.rejected("overloaded");
         // Debug, not warn: under overload this would be one line per shed request.
         debug!("request shed: too many requests in flight");
         ApiError::Overloaded
     } else if error.is::<tower::timeout::error::Elapsed>() {
+        metrics.rejected("timeout");
         warn!(timeout_secs = timeout.as_secs(), "request timed out");
         ApiError::Timeout(timeout)
     } else {

@@ -210,8 +210,12 @@ fn load_version(
         "model version loaded"
     );
     let mut loaded = LoadedVersion::new(version, model).with_batching(config.batch);
+    if let Some(reference) = metadata.as_ref().and_then(|m| m.reference_distribution.as_ref()) {
+        loaded = loaded.with_drift(&reference.features, config.drift);
+    }
     loaded.metadata = metadata;
     loaded.path = Some(path);
+    loaded.load_seconds = Some(started.elapsed().as_secs_f64());
     Ok(loaded)
 }
 

@@ -41,7 +41,9 @@ pub use policy::VersionPolicy;
 
 use crate::batch::{BatchConfig, Batcher};
 use crate::config::ModelSource;
+use crate::drift::{DriftConfig, DriftWindow};
 use crate::error::Error;
+use crate::metrics::{Metrics, VersionMetrics};
 
 /// The files of a version folder as last seen (name, length, modification time): a version is
 /// reloaded when they change.
@@ -57,6 +59,10 @@ pub struct LoadedVersion {
     path: Option<PathBuf>,
     fingerprint: Option<Fingerprint>,
     batcher: Option<Batcher>,
+    load_seconds: Option<f64>,
+    drift: Option<Arc<DriftWindow>>,
+    /// The request-path metric handles, and the identity of the registry they belong to.
+    metrics: std::sync::OnceLock<(usize, Arc<VersionMetrics>)>,
 }
 
 impl LoadedVersion {
@@ -72,7 +78,42 @@ impl LoadedVersion {
             path: None,
             fingerprint: None,
             batcher: None,
+            load_seconds: None,
+            drift: None,
+            metrics: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tracks input drift against `reference` (the training distribution) as `config` says.
+    pub fn with_drift(
+        mut self,
+        reference: &[ferroserve_formats::metadata::FeatureReference],
+        config: DriftConfig,
+    ) -> Self {
+        self.drift = DriftWindow::new(reference, config).map(Arc::new);
+        self
+    }
+
+    /// The input drift window, when the version has a reference distribution.
+    pub fn drift(&self) -> Option<&DriftWindow> {
+        self.drift.as_deref()
+    }
+
+    /// How long loading and warming up took, for versions loaded from a folder.
+    pub fn load_seconds(&self) -> Option<f64> {
+        self.load_seconds
+    }
+
+    /// The version's metric handles in `metrics`, made by `make` the first time.
+    pub(crate) fn metrics_with(
+        &self,
+        metrics: &Arc<Metrics>,
+        make: impl Fn() -> Arc<VersionMetrics>,
+    ) -> Arc<VersionMetrics> {
+        let id = Arc::as_ptr(metrics) as usize;
+        let (owner, cached) = self.metrics.get_or_init(|| (id, make()));
+        // A version served through two registries (tests, embedding) gets uncached handles in the second.
+        if *owner == id { Arc::clone(cached) } else { make() }
     }
 
     /// Batches concurrent requests to this version as `config` says, when batching is on and the
@@ -452,6 +493,8 @@ pub struct StoreConfig {
     pub policy: VersionPolicy,
     /// How requests to models that gain from it are batched.
     pub batch: BatchConfig,
+    /// How input drift is tracked.
+    pub drift: DriftConfig,
 }
 
 /// Whether a reload re-reads versions whose files have not changed.

@@ -14,5 +14,6 @@ mod hotswap;
 mod infer;
 mod lstm;
 mod metadata;
+mod observability;
 mod socket;
 mod support;

@@ -1,0 +1,351 @@
+//! Accuracy from feedback: ground-truth labels sent later for requests answered earlier.
+//!
+//! An inference request with an `id` whose response holds the model's label output (`predict`, the
+//! default output of scikit-learn classifiers and of IsolationForest; `is_anomaly` for the LSTM
+//! autoencoder) has its predicted labels kept, by model and id, up to `--feedback_capacity` per server
+//! (the oldest are forgotten first). `POST /v2/models/{m}/feedback` with `{"id", "labels"}` scores
+//! those predictions once: accuracy over the last `--feedback_window` labelled rows of the version that
+//! answered, and for anomaly detectors precision and recall, with "anomaly" as the positive class
+//! (`-1` from IsolationForest's `predict`, `true` from `is_anomaly`). The gauges
+//! `model_prediction_accuracy`, `model_prediction_precision` and `model_prediction_recall` follow.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use ferroserve_formats::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Metrics;
+
+/// Feedback settings (`--feedback_capacity`, `--feedback_window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedbackConfig {
+    /// Predictions kept, over all models; 0 turns feedback off.
+    pub capacity: usize,
+    /// Labelled rows each version's scores are computed over.
+    pub window: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        FeedbackConfig { capacity: 10_000, window: 1000 }
+    }
+}
+
+/// A label as predicted or as sent back: a number, a boolean or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Label {
+    /// An integer class (`-1`/`1` for IsolationForest).
+    Int(i64),
+    /// A flag (`is_anomaly`).
+    Bool(bool),
+    /// A string class.
+    Text(String),
+}
+
+/// One `POST /v2/models/{m}/feedback` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackItem {
+    /// The `id` of the inference request.
+    pub id: String,
+    /// The true label of each of its rows, in order.
+    pub labels: Vec<Label>,
+}
+
+/// A version's scores from feedback.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scores {
+    /// Labelled rows in the window.
+    pub labelled: usize,
+    /// Share predicted right.
+    pub accuracy: f64,
+    /// For anomaly detectors: of the rows predicted anomalous, the share that were (absent if none were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    /// For anomaly detectors: of the anomalous rows, the share predicted so (absent if none were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+}
+
+/// The answer to a feedback request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedbackResponse {
+    /// The model.
+    pub model: String,
+    /// Rows scored by this request.
+    pub scored: usize,
+    /// Ids with no recorded prediction (never seen, forgotten, or already scored).
+    pub unknown_ids: Vec<String>,
+    /// The scores of each version that received feedback in this request, after it.
+    pub versions: HashMap<String, Scores>,
+}
+
+/// Why feedback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedbackError {
+    /// An item does not fit its prediction.
+    #[error("{0}")]
+    Invalid(String),
+    /// None of the ids has a recorded prediction.
+    #[error(
+        "no prediction is recorded for id(s) {0}; send an `id` with the inference request and ask for its label output"
+    )]
+    Unknown(String),
+}
+
+/// What makes a row count as an anomaly (the positive class), for precision and recall.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Positive {
+    /// This label.
+    Is(Label),
+    /// Not an anomaly detector: accuracy only.
+    None,
+}
+
+#[derive(Debug)]
+struct Recorded {
+    version: String,
+    labels: Vec<Label>,
+    positive: Positive,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    correct: bool,
+    /// (predicted positive, actually positive), for anomaly detectors.
+    positives: Option<(bool, bool)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    predictions: HashMap<(String, String), Recorded>,
+    order: VecDeque<(String, String)>,
+    outcomes: HashMap<(String, String), VecDeque<Outcome>>,
+}
+
+/// Recorded predictions and the scores of feedback on them.
+#[derive(Debug)]
+pub struct Feedback {
+    config: FeedbackConfig,
+    inner: Mutex<Inner>,
+}
+
+impl Feedback {
+    /// An empty record.
+    pub fn new(config: FeedbackConfig) -> Self {
+        Feedback { config, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// Records the predicted labels of request `id` answered by `version` of `model`, if `outputs` hold
+    /// the model's label output (`predict` or `is_anomaly`).
+    pub fn record(&self, model: &str, version: &str, kind: &str, id: &str, outputs: &[Tensor]) {
+        if self.config.capacity == 0 {
+            return;
+        }
+        let Some((labels, positive)) = predicted(kind, outputs) else {
+            return;
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (model.to_owned(), id.to_owned());
+        if inner.predictions.insert(key.clone(), Recorded { version: version.to_owned(), labels, positive }).is_none() {
+            inner.order.push_back(key);
+        }
+        while inner.predictions.len() > self.config.capacity {
+            let Some(oldest) = inner.order.pop_front() else { break };
+            inner.predictions.remove(&oldest);
+        }
+        // Ids re-used after scoring leave stale keys in `order`; keep it bounded too.
+        while inner.order.len() > 2 * self.config.capacity {
+            inner.order.pop_front();
+        }
+    }
+
+    /// Scores `items` for `model` and updates the gauges. Nothing changes if any item is invalid.
+    ///
+    /// # Errors
+    /// [`FeedbackError::Invalid`] when an item's label count differs from its prediction's rows or a
+    /// label's type from the prediction's; [`FeedbackError::Unknown`] when no item's id is recorded.
+    pub fn score(
+        &self,
+        model: &str,
+        items: &[FeedbackItem],
+        metrics: &Metrics,
+    ) -> Result<FeedbackResponse, FeedbackError> {
+        let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut unknown = Vec::new();
+        let mut known = Vec::new();
+        for item in items {
+            let key = (model.to_owned(), item.id.clone());
+            match inner.predictions.get(&key) {
+                None => unknown.push(item.id.clone()),
+                Some(p) => {
+                    if p.labels.len() != item.labels.len() {
+                        return Err(FeedbackError::Invalid(format!(
+                            "id `{}`: {} labels for a prediction of {} rows",
+                            item.id,
+                            item.labels.len(),
+                            p.labels.len()
+                        )));
+                    }
+                    if let Some((want, got)) = p
+                        .labels
+                        .iter()
+                        .zip(&item.labels)
+                        .find(|(a, b)| std::mem::discriminant(*a) != std::mem::discriminant(*b))
+                    {
+                        return Err(FeedbackError::Invalid(format!(
+                            "id `{}`: label {} is not of the type the model predicts (like {})",
+                            item.id,
+                            json(got),
+                            json(want)
+                        )));
+                    }
+                    known.push(key);
+                }
+            }
+        }
+        if known.is_empty() {
+            return Err(FeedbackError::Unknown(unknown.join(", ")));
+        }
+        let mut touched = Vec::new();
+        let mut scored = 0;
+        for (key, item) in known.into_iter().zip(items.iter().filter(|i| !unknown.contains(&i.id))) {
+            let Some(p) = inner.predictions.remove(&key) else { continue };
+            let version_key = (model.to_owned(), p.version.clone());
+            let window = inner.outcomes.entry(version_key.clone()).or_default();
+            for (predicted, actual) in p.labels.iter().zip(&item.labels) {
+                let positives = match &p.positive {
+                    Positive::Is(label) => Some((predicted == label, actual == label)),
+                    Positive::None => None,
+                };
+                window.push_back(Outcome { correct: predicted == actual, positives });
+                while window.len() > self.config.window.max(1) {
+                    window.pop_front();
+                }
+            }
+            scored += item.labels.len();
+            metrics.feedback.with_label_values(&[model, &p.version]).inc_by(item.labels.len() as u64);
+            if !touched.contains(&version_key) {
+                touched.push(version_key);
+            }
+        }
+        let mut versions = HashMap::new();
+        for key in touched {
+            let Some(scores) = inner.outcomes.get(&key).map(scores) else { continue };
+            let labels = [key.0.as_str(), key.1.as_str()];
+            metrics.accuracy.with_label_values(&labels).set(scores.accuracy);
+            if let Some(p) = scores.precision {
+                metrics.precision.with_label_values(&labels).set(p);
+            }
+            if let Some(r) = scores.recall {
+                metrics.recall.with_label_values(&labels).set(r);
+            }
+            versions.insert(key.1, scores);
+        }
+        Ok(FeedbackResponse { model: model.to_owned(), scored, unknown_ids: unknown, versions })
+    }
+}
+
+fn json(label: &Label) -> String {
+    serde_json::to_string(label).unwrap_or_default()
+}
+
+fn scores(window: &VecDeque<Outcome>) -> Scores {
+    let n = window.len();
+    let correct = window.iter().filter(|o| o.correct).count();
+    let pairs: Vec<(bool, bool)> = window.iter().filter_map(|o| o.positives).collect();
+    let tp = pairs.iter().filter(|(p, a)| *p && *a).count();
+    let predicted = pairs.iter().filter(|(p, _)| *p).count();
+    let actual = pairs.iter().filter(|(_, a)| *a).count();
+    #[allow(clippy::cast_precision_loss)]
+    let ratio = |a: usize, b: usize| if b == 0 { None } else { Some(a as f64 / b as f64) };
+    Scores {
+        labelled: n,
+        accuracy: ratio(correct, n).unwrap_or(0.0),
+        precision: if pairs.is_empty() { None } else { ratio(tp, predicted) },
+        recall: if pairs.is_empty() { None } else { ratio(tp, actual) },
+    }
+}
+
+/// The predicted labels in `outputs` and the positive class, if they hold a label output.
+fn predicted(kind: &str, outputs: &[Tensor]) -> Option<(Vec<Label>, Positive)> {
+    if let Some(t) = outputs.iter().find(|t| t.name == "is_anomaly") {
+        let TensorData::Bool(v) = &t.data else { return None };
+        return Some((v.iter().map(|&b| Label::Bool(b)).collect(), Positive::Is(Label::Bool(true))));
+    }
+    let t = outputs.iter().find(|t| t.name == "predict")?;
+    let positive = if kind == "isolation_forest" { Positive::Is(Label::Int(-1)) } else { Positive::None };
+    let labels = match &t.data {
+        TensorData::Int64(v) => v.iter().map(|&i| Label::Int(i)).collect(),
+        TensorData::Int32(v) => v.iter().map(|&i| Label::Int(i64::from(i))).collect(),
+        TensorData::Bool(v) => v.iter().map(|&b| Label::Bool(b)).collect(),
+        TensorData::Bytes(v) => v.iter().map(|b| Label::Text(String::from_utf8_lossy(b).into_owned())).collect(),
+        // Regressors' `predict` is a number to compare, not a label.
+        _ => return None,
+    };
+    Some((labels, positive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn predict(labels: &[i64]) -> Vec<Tensor> {
+        vec![Tensor::new("predict", vec![labels.len()], TensorData::Int64(labels.to_vec())).unwrap()]
+    }
+
+    fn item(id: &str, labels: &[i64]) -> FeedbackItem {
+        FeedbackItem { id: id.into(), labels: labels.iter().map(|&l| Label::Int(l)).collect() }
+    }
+
+    #[test]
+    fn feedback_scores_accuracy_precision_and_recall() {
+        let metrics = Metrics::new();
+        let f = Feedback::new(FeedbackConfig::default());
+        f.record("m", "v1", "isolation_forest", "a", &predict(&[-1, 1, 1, -1]));
+        f.record("m", "v1", "isolation_forest", "b", &predict(&[1, 1]));
+        // Truth: a = [-1, 1, -1, 1], b = [1, -1]: 3 of 6 right; predicted anomalies 2, of which 1 true;
+        // true anomalies 3, of which 1 found.
+        let r = f.score("m", &[item("a", &[-1, 1, -1, 1]), item("b", &[1, -1]), item("zzz", &[1])], &metrics).unwrap();
+        assert_eq!(r.scored, 6);
+        assert_eq!(r.unknown_ids, ["zzz"]);
+        let s = &r.versions["v1"];
+        assert_eq!((s.labelled, s.accuracy), (6, 0.5));
+        assert_eq!(s.precision, Some(0.5));
+        assert_eq!(s.recall, Some(1.0 / 3.0));
+        assert_eq!(metrics.accuracy.with_label_values(&["m", "v1"]).get(), 0.5);
+        // Scored once: the same id again is unknown.
+        assert!(matches!(f.score("m", &[item("a", &[1, 1, 1, 1])], &metrics), Err(FeedbackError::Unknown(_))));
+    }
+
+    #[test]
+    fn invalid_feedback_changes_nothing() {
+        let metrics = Metrics::new();
+        let f = Feedback::new(FeedbackConfig::default());
+        f.record("m", "v1", "isolation_forest", "a", &predict(&[-1, 1]));
+        let err = f.score("m", &[item("a", &[1])], &metrics).unwrap_err();
+        assert_eq!(err.to_string(), "id `a`: 1 labels for a prediction of 2 rows");
+        let wrong_type = FeedbackItem { id: "a".into(), labels: vec![Label::Bool(true), Label::Bool(false)] };
+        assert!(f.score("m", &[wrong_type], &metrics).unwrap_err().to_string().contains("not of the type"));
+        assert_eq!(f.score("m", &[item("a", &[-1, 1])], &metrics).unwrap().versions["v1"].accuracy, 1.0);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let metrics = Metrics::new();
+        let f = Feedback::new(FeedbackConfig { capacity: 3, window: 2 });
+        for i in 0..10 {
+            f.record("m", "v1", "random_forest_classifier", &i.to_string(), &predict(&[1]));
+        }
+        assert!(matches!(f.score("m", &[item("0", &[1])], &metrics), Err(FeedbackError::Unknown(_))), "forgotten");
+        let r = f.score("m", &[item("7", &[0]), item("8", &[1]), item("9", &[1])], &metrics).unwrap();
+        assert_eq!(r.versions["v1"].labelled, 2, "the window keeps the last 2 rows");
+        assert_eq!(r.versions["v1"].accuracy, 1.0);
+        assert_eq!(r.versions["v1"].precision, None, "not an anomaly detector");
+        // No label output, nothing recorded.
+        f.record("m", "v1", "x", "s", &[Tensor::new("score_samples", vec![1], TensorData::Fp64(vec![0.1])).unwrap()]);
+        assert!(f.score("m", &[item("s", &[1])], &metrics).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! Observability routes: `GET /metrics` (Prometheus), `GET /v2/models/{m}[/versions/{v}]/drift` and
+//! `POST /v2/models/{m}/feedback`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::{ModelPath, VersionParams};
+use crate::drift::DriftReport;
+use crate::error::ApiError;
+use crate::feedback::{FeedbackError, FeedbackItem, FeedbackResponse};
+use crate::state::AppState;
+
+/// `GET /metrics`: the Prometheus text format.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics().render(state.store());
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], text)
+        .into_response()
+}
+
+/// The drift endpoint's answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct DriftResponse {
+    model: String,
+    version: String,
+    #[serde(flatten)]
+    report: DriftReport,
+}
+
+/// `GET /v2/models/{model_name}/drift`: the default version's input drift.
+pub(crate) async fn drift(
+    State(state): State<AppState>,
+    ModelPath(model_name): ModelPath<String>,
+) -> Result<Json<DriftResponse>, ApiError> {
+    drift_of(&state, model_name, None)
+}
+
+/// `GET /v2/models/{model_name}/versions/{model_version}/drift`.
+pub(crate) async fn drift_version(
+    State(state): State<AppState>,
+    ModelPath(p): ModelPath<VersionParams>,
+) -> Result<Json<DriftResponse>, ApiError> {
+    drift_of(&state, p.model_name, Some(&p.model_version))
+}
+
+fn drift_of(state: &AppState, model: String, version: Option<&str>) -> Result<Json<DriftResponse>, ApiError> {
+    let snapshot = state.store().snapshot(&model)?;
+    let v = match version {
+        Some(v) => snapshot.resolve(Some(v))?,
+        None => snapshot.resolve_default()?,
+    };
+    let Some(window) = v.drift() else {
+        return Err(ApiError::NotFound(format!(
+            "model `{model}` version `{}` has no reference distribution: add `reference_distribution` to its \
+             metadata.json (ferroserve-train writes it), or drift tracking is off (--drift_window 0)",
+            v.name()
+        )));
+    };
+    Ok(Json(DriftResponse { model, version: v.name().to_owned(), report: window.report() }))
+}
+
+/// `POST /v2/models/{model_name}/feedback`: `{"id", "labels"}` or an array of them.
+pub(crate) async fn feedback(
+    State(state): State<AppState>,
+    ModelPath(model): ModelPath<String>,
+    body: Bytes,
+) -> Result<Json<FeedbackResponse>, ApiError> {
+    state.store().snapshot(&model)?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        One(FeedbackItem),
+        Many(Vec<FeedbackItem>),
+    }
+    let items = match serde_json::from_slice::<Body>(&body) {
+        Ok(Body::One(item)) => vec![item],
+        Ok(Body::Many(items)) if !items.is_empty() => items,
+        Ok(Body::Many(_)) => return Err(ApiError::BadRequest("the feedback array is empty".to_owned())),
+        Err(e) => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid feedback: expected {{\"id\": \"<request id>\", \"labels\": [...]}} or an array of them ({e})"
+            )));
+        }
+    };
+    match state.feedback().score(&model, &items, state.metrics()) {
+        Ok(r) => Ok(Json(r)),
+        Err(FeedbackError::Invalid(e)) => Err(ApiError::BadRequest(e)),
+        Err(e @ FeedbackError::Unknown(_)) => Err(ApiError::NotFound(e.to_string())),
+    }
+}
