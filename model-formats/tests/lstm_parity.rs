@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use ferroserve_formats::layout::{self, ArtifactFiles, ModelLayout};
+use ferroserve_formats::lstm::{DeviceChoice, load_pytorch};
 use ferroserve_formats::{DataType, Tensor, TensorData, load_model};
 use serde::Deserialize;
 
@@ -39,11 +40,37 @@ fn assert_close(what: &str, got: impl IntoIterator<Item = f64>, want: impl IntoI
     assert!(worst <= TOLERANCE, "{what}: worst difference {worst:e} exceeds {TOLERANCE:e}");
 }
 
+/// Which implementation computes: the CPU kernel (what serves on the CPU) or candle (CUDA, training).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Path2 {
+    Kernel,
+    Candle,
+}
+
+fn load(dir: &Path, path: Path2) -> std::sync::Arc<dyn ferroserve_formats::Model> {
+    match path {
+        Path2::Kernel => {
+            let model = load_pytorch(dir, DeviceChoice::Cpu).unwrap();
+            assert!(model.uses_cpu_kernel());
+            std::sync::Arc::new(model)
+        }
+        Path2::Candle => std::sync::Arc::new(load_pytorch(dir, DeviceChoice::Cpu).unwrap().without_cpu_kernel()),
+    }
+}
+
 fn check(name: &str, datatype: DataType) {
     let (dir, golden) = fixture(name);
     let ModelLayout::Bare(files) = layout::inspect(&dir).unwrap() else { panic!("{name} is not a bare model") };
     assert!(matches!(files, ArtifactFiles::PyTorch { .. }), "{name}: detected as {files:?}");
-    let model = load_model(&files).unwrap();
+    assert_eq!(load_model(&files).unwrap().kind(), "lstm_autoencoder");
+    for path in [Path2::Kernel, Path2::Candle] {
+        check_path(name, datatype, &dir, &golden, path);
+    }
+}
+
+fn check_path(name: &str, datatype: DataType, dir: &Path, golden: &Golden, path: Path2) {
+    let name = &format!("{name} ({path:?})");
+    let model = load(dir, path);
     assert_eq!(model.kind(), "lstm_autoencoder");
     let data = match datatype {
         DataType::Fp64 => TensorData::Fp64(golden.input.iter().map(|&v| f64::from(v)).collect()),
@@ -87,6 +114,27 @@ fn one_layer_without_scaler_matches_pytorch() {
 fn two_layers_with_scaler_and_threshold_match_pytorch() {
     check("scaled", DataType::Fp32);
     check("scaled", DataType::Fp64);
+}
+
+/// A batch large enough to be split across threads gives every window PyTorch's numbers.
+#[test]
+fn a_large_batch_split_across_threads_matches_pytorch() {
+    let (dir, golden) = fixture("scaled");
+    let copies = 9;
+    let mut input = Vec::new();
+    let mut want = Vec::new();
+    for _ in 0..copies {
+        input.extend_from_slice(&golden.input);
+        want.extend_from_slice(&golden.reconstruction_error);
+    }
+    let mut shape = golden.input_shape.clone();
+    shape[0] *= copies;
+    assert!(shape[0] >= ferroserve_formats::lstm::cpu::PARALLEL_WINDOWS);
+    let model = load(&dir, Path2::Kernel);
+    let x = Tensor::new("input-0", shape, TensorData::Fp32(input)).unwrap();
+    let out = model.infer(&[x], &["reconstruction_error".to_owned()]).unwrap();
+    let TensorData::Fp64(errors) = &out[0].data else { panic!() };
+    assert_close("45 windows, threaded", errors.iter().copied(), want);
 }
 
 #[test]

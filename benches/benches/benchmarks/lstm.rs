@@ -1,6 +1,7 @@
-//! The LSTM autoencoder through the served path (`Model::infer`: input checks, candle forward on the
-//! CPU, per-window errors, threshold) at batch 1, 64 and 256 windows of 60 steps × 6 features,
-//! hidden 32, 2 layers, with random weights from a fixed seed.
+//! The LSTM autoencoder through the served path (`Model::infer`: input checks, the forward pass,
+//! per-window errors, threshold) at batch 1, 64 and 256 windows of 60 steps × 6 features, hidden 32,
+//! 2 layers, with random weights from a fixed seed: `predict/lstm_autoencoder` is the CPU kernel (what
+//! serves on the CPU), `predict/lstm_autoencoder_candle` the candle path (CUDA, training).
 //!
 //! `benches/lstm_pytorch.py` times PyTorch on the same shapes; figures are in docs/lstm.md.
 
@@ -54,9 +55,15 @@ pub fn autoencoder() -> LstmAutoencoder {
 }
 
 fn lstm_autoencoder(c: &mut Criterion) {
-    let model = autoencoder();
+    let candle = autoencoder();
+    let kernel = candle.clone().with_cpu_kernel().expect("kernel");
+    run(c, "predict/lstm_autoencoder", &kernel);
+    run(c, "predict/lstm_autoencoder_candle", &candle);
+}
+
+fn run(c: &mut Criterion, name: &str, model: &LstmAutoencoder) {
     let outputs = ["reconstruction_error".to_owned(), "is_anomaly".to_owned()];
-    let mut group = c.benchmark_group("predict/lstm_autoencoder");
+    let mut group = c.benchmark_group(name);
     for batch in [1usize, 64, 256] {
         let x = Tensor::new(
             "input-0",

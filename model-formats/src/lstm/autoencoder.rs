@@ -4,6 +4,7 @@ use candle_core::{Device, Tensor as CTensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use super::cpu::CpuAutoencoder;
 use super::layer::{Lstm, LstmConfig, linear_time_major};
 use crate::error::{Error, Result};
 use crate::model::{Model, Signature, TensorSpec};
@@ -136,6 +137,8 @@ pub struct LstmAutoencoder {
     output_layer: candle_nn::Linear,
     device: Device,
     signature: Signature,
+    /// The CPU kernel, when enabled ([`LstmAutoencoder::with_cpu_kernel`]).
+    cpu: Option<std::sync::Arc<CpuAutoencoder>>,
 }
 
 impl LstmAutoencoder {
@@ -162,7 +165,49 @@ impl LstmAutoencoder {
             outputs.push(TensorSpec::new(Self::OUTPUTS[2], DataType::Bool, vec![-1]));
         }
         let signature = Signature { inputs: vec![TensorSpec::new("input-0", DataType::Fp32, vec![-1, t, f])], outputs };
-        Ok(LstmAutoencoder { cfg: cfg.clone(), encoder, decoder, output_layer, device: vb.device().clone(), signature })
+        Ok(LstmAutoencoder {
+            cfg: cfg.clone(),
+            encoder,
+            decoder,
+            output_layer,
+            device: vb.device().clone(),
+            signature,
+            cpu: None,
+        })
+    }
+
+    /// Serves from the CPU kernel ([`super::cpu`]) when the model is on the CPU: its weights are
+    /// packed once now, so it is for inference only (a model being trained keeps candle, whose
+    /// parameters change).
+    ///
+    /// # Errors
+    /// [`Error::Candle`] reading the weights.
+    pub fn with_cpu_kernel(mut self) -> Result<Self> {
+        if !self.device.is_cpu() {
+            return Ok(self);
+        }
+        let out_w = self.output_layer.weight().flatten_all()?.to_vec1::<f32>()?;
+        let out_b = match self.output_layer.bias() {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; self.cfg.n_features],
+        };
+        let (encoder, decoder) = (self.encoder.layer_weights()?, self.decoder.layer_weights()?);
+        let kernel =
+            CpuAutoencoder::new((&self.cfg.encoder(), &encoder), (&self.cfg.decoder(), &decoder), &out_w, &out_b);
+        self.cpu = Some(std::sync::Arc::new(kernel));
+        Ok(self)
+    }
+
+    /// Serves through candle even on the CPU (the reference path the kernel is tested against).
+    #[must_use]
+    pub fn without_cpu_kernel(mut self) -> Self {
+        self.cpu = None;
+        self
+    }
+
+    /// Whether inference runs on the CPU kernel rather than candle.
+    pub fn uses_cpu_kernel(&self) -> bool {
+        self.cpu.is_some()
     }
 
     /// The configuration.
@@ -195,6 +240,9 @@ impl LstmAutoencoder {
     /// # Errors
     /// [`Error::Candle`] when the computation fails.
     pub fn reconstruct(&self, windows: Vec<f32>, b: usize, t: usize) -> Result<Vec<f32>> {
+        if let Some(cpu) = &self.cpu {
+            return Ok(cpu.reconstruct(&windows, b, t));
+        }
         let x = CTensor::from_vec(windows, (b, t, self.cfg.n_features), &self.device)?;
         Ok(self.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
     }

@@ -91,10 +91,12 @@ pub fn load_pytorch(dir: &Path, device: DeviceChoice) -> Result<LstmAutoencoder>
         }
         tensors.insert(name, CTensor::from_vec(values, shape.as_slice(), &device)?);
     }
-    LstmAutoencoder::new(&cfg, VarBuilder::from_tensors(tensors, DTYPE, &device)).map_err(|e| match e {
-        Error::InvalidModel { reason, .. } => Error::invalid(&path, reason),
-        other => other,
-    })
+    LstmAutoencoder::new(&cfg, VarBuilder::from_tensors(tensors, DTYPE, &device))
+        .and_then(LstmAutoencoder::with_cpu_kernel)
+        .map_err(|e| match e {
+            Error::InvalidModel { reason, .. } => Error::invalid(&path, reason),
+            other => other,
+        })
 }
 
 /// Little-endian floats of a safetensors buffer as f32 (PyTorch computes in f32); `None` for other

@@ -100,6 +100,25 @@ impl Lstm {
         Ok(Lstm { layers, hidden: cfg.hidden_size })
     }
 
+    /// Every layer's weights as float32 vectors, for the CPU kernel ([`super::cpu`]).
+    ///
+    /// # Errors
+    /// candle's error reading a tensor.
+    pub(crate) fn layer_weights(&self) -> Result<Vec<super::cpu::LayerWeights>> {
+        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+        self.layers
+            .iter()
+            .map(|l| {
+                Ok(super::cpu::LayerWeights {
+                    w_ih: flat(&l.w_ih)?,
+                    w_hh: flat(&l.w_hh)?,
+                    b_ih: flat(&l.b_ih)?,
+                    b_hh: flat(&l.b_hh)?,
+                })
+            })
+            .collect()
+    }
+
     /// Runs the stack over a time-major sequence `x` `[T, B, In]`; returns the last layer's outputs
     /// `[T, B, H]` and its final hidden state `[B, H]` (PyTorch's `h_n[-1]`).
     ///

@@ -9,10 +9,13 @@
 //! # Layout
 //! - [`layer`]: [`Lstm`], a stack of LSTM layers with PyTorch's names and gate order.
 //! - [`autoencoder`]: [`LstmAutoencoder`], the network and the served [`crate::Model`].
+//! - [`cpu`]: the served network on the CPU without candle (packed weights, fused gates), which
+//!   [`load_pytorch`] enables on the CPU; candle serves CUDA and trains.
 //! - [`import`]: the PyTorch import form (`config.json` + `model.safetensors`), validated at load.
 //! - [`device`]: [`DeviceChoice`] (`auto`, `cpu`, `cuda[:N]`) and its fallback to CPU.
 
 pub mod autoencoder;
+pub mod cpu;
 pub mod device;
 pub mod import;
 pub mod layer;
