@@ -39,8 +39,8 @@ pub fn curl_examples(store: &ModelStore, addr: SocketAddr) -> Vec<String> {
 }
 
 /// A one-row request for `version`: the training means from `metadata.json`'s
-/// `reference_distribution` when they fit the model's single input, else zeros. `None` when the
-/// input is too large to show.
+/// `reference_distribution` when they fit the model's single input (repeated over the steps of a
+/// `[B, T, F]` window), else zeros. `None` when the input is too large to show.
 pub fn example_request(version: &LoadedVersion) -> Option<InferRequest> {
     let specs = &version.model().signature().inputs;
     let means: Option<Vec<f64>> = version
@@ -53,7 +53,9 @@ pub fn example_request(version: &LoadedVersion) -> Option<InferRequest> {
         let shape: Vec<usize> = spec.shape.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
         let n = element_count(&shape).filter(|&n| n <= MAX_EXAMPLE_ELEMENTS)?;
         let data = match (&means, specs.len()) {
-            (Some(m), 1) if m.len() == n => from_means(spec.datatype, m),
+            (Some(m), 1) if !m.is_empty() && shape.last() == Some(&m.len()) && n % m.len() == 0 => {
+                from_means(spec.datatype, &m.repeat(n / m.len()))
+            }
             _ => zeros(spec.datatype, n),
         };
         inputs.push(InferTensor { name: spec.name.clone(), shape, data, parameters: None });
