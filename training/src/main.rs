@@ -3,6 +3,9 @@
 //! ```text
 //! ferroserve-train synth --seed 42 --out metrics.csv
 //! ferroserve-train isolation-forest --data metrics.csv --out models/anomaly-detector
+//! ferroserve-train canary --model-dir models/anomaly-detector --version v3 --percent 10
+//! ferroserve-train promote --model-dir models/anomaly-detector --version v3
+//! ferroserve-train rollback --model-dir models/anomaly-detector
 //! ```
 
 use std::io::Write;
@@ -11,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use ferroserve_formats::layout::{self, VersionDir};
+use ferroserve_formats::serving::ServingConfig;
 use ferroserve_formats::tree::Contamination;
 use ferroserve_train::dataset::{DEFAULT_TIMESTAMP_COLUMN, DatasetOptions, LabelColumn};
 use ferroserve_train::isolation_forest::parse_contamination;
@@ -38,6 +43,55 @@ enum Command {
     /// Train an LSTM autoencoder on windows of a CSV and write the next version of a model folder
     /// (PyTorch import form: config.json + model.safetensors).
     LstmAutoencoder(LstmAutoencoderArgs),
+    /// Make a version the default of a model folder and end any canary (rewrites serving.json).
+    Promote(PromoteArgs),
+    /// Send a percentage of a model's unpinned requests to a version (rewrites serving.json).
+    Canary(CanaryArgs),
+    /// End a running canary, or move the default back one version (or to --to) (rewrites serving.json).
+    Rollback(RollbackArgs),
+    /// Show a model folder's versions, default and canary.
+    Serving(ServingArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServingArgs {
+    /// The model folder holding the version folders (and serving.json).
+    #[arg(long)]
+    model_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct PromoteArgs {
+    /// The model folder holding the version folders (and serving.json).
+    #[arg(long)]
+    model_dir: PathBuf,
+    /// The version to make the default (`v3` or `3`).
+    #[arg(long)]
+    version: String,
+}
+
+#[derive(Debug, Args)]
+struct CanaryArgs {
+    /// The model folder holding the version folders (and serving.json).
+    #[arg(long)]
+    model_dir: PathBuf,
+    /// The canary version (`v3` or `3`).
+    #[arg(long)]
+    version: String,
+    /// Its share of unpinned requests, 0–100.
+    #[arg(long)]
+    percent: u8,
+}
+
+#[derive(Debug, Args)]
+struct RollbackArgs {
+    /// The model folder holding the version folders (and serving.json).
+    #[arg(long)]
+    model_dir: PathBuf,
+    /// The version to make the default; without it, a running canary ends, or else the default moves
+    /// to the version below it.
+    #[arg(long)]
+    to: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -199,7 +253,54 @@ fn main() -> anyhow::Result<()> {
         Command::Synth(args) => synth_command(args),
         Command::IsolationForest(args) => isolation_forest_command(args),
         Command::LstmAutoencoder(args) => lstm_autoencoder_command(args),
+        Command::Promote(a) => edit_serving(&a.model_dir, |c, v| c.promote(v, &a.version).map(|()| String::new())),
+        Command::Canary(a) => {
+            edit_serving(&a.model_dir, |c, v| c.start_canary(v, &a.version, a.percent).map(|()| String::new()))
+        }
+        Command::Rollback(a) => edit_serving(&a.model_dir, |c, v| c.rollback(v, a.to.as_deref())),
+        Command::Serving(a) => show_serving(&a.model_dir),
     }
+}
+
+/// The version folders of `dir` and its serving.json (empty when absent).
+fn serving_state(dir: &Path) -> anyhow::Result<(Vec<VersionDir>, ServingConfig)> {
+    let versions = layout::version_dirs(dir).with_context(|| format!("reading the model folder {}", dir.display()))?;
+    if versions.is_empty() {
+        bail!("{} holds no version folder (v1/, v2/, …): not a versioned model folder", dir.display());
+    }
+    let config = ServingConfig::read(dir)?.unwrap_or_default();
+    Ok((versions, config))
+}
+
+/// Applies `edit` to serving.json and writes it atomically; prints the change. Nothing is written when the
+/// edit is refused.
+fn edit_serving(
+    dir: &Path,
+    edit: impl FnOnce(&mut ServingConfig, &[VersionDir]) -> Result<String, String>,
+) -> anyhow::Result<()> {
+    let (versions, before) = serving_state(dir)?;
+    let mut after = before.clone();
+    let note = edit(&mut after, &versions).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let path = after.write(dir)?;
+    let show = |c: &ServingConfig| {
+        if *c == ServingConfig::default() { "(none)".to_owned() } else { serde_json::to_string(c).unwrap_or_default() }
+    };
+    let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
+    println!("{}: {} -> {}{note}", path.display(), show(&before), show(&after));
+    Ok(())
+}
+
+fn show_serving(dir: &Path) -> anyhow::Result<()> {
+    let (versions, config) = serving_state(dir)?;
+    let names: Vec<&str> = versions.iter().map(|v| v.name.as_str()).collect();
+    let default = config.default.clone().unwrap_or_else(|| format!("{} (the highest)", names.last().unwrap_or(&"-")));
+    println!("versions: {}", names.join(", "));
+    println!("default:  {default}");
+    match &config.canary {
+        Some(c) => println!("canary:   {} at {}%", c.version, c.percent),
+        None => println!("canary:   none"),
+    }
+    Ok(())
 }
 
 fn synth_command(args: SynthArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 
 mod cli;
 mod lstm;
+mod rollout;
 mod train;
 
 use std::path::Path;
