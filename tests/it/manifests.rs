@@ -15,25 +15,77 @@ fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../servingruntime-manifests")
 }
 
-/// Every YAML document of every manifest file, with its file name.
-fn manifests() -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(manifests_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
+/// The YAML files under `dir`, recursively, sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(yaml_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.push(path);
+        }
+    }
     files.sort();
-    for file in files {
+    files
+}
+
+/// Every YAML document of every manifest file (sub-folders included), with its path below the folder.
+fn manifests() -> Vec<(String, Value)> {
+    let root = manifests_dir();
+    let mut out = Vec::new();
+    for file in yaml_files(&root) {
         let text = std::fs::read_to_string(&file).unwrap();
+        let name = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value: Value = serde::Deserialize::deserialize(doc).unwrap();
             if !value.is_null() {
-                out.push((file.file_name().unwrap().to_string_lossy().into_owned(), value));
+                out.push((name.clone(), value));
             }
         }
     }
     out
+}
+
+/// The runtime's own container args (as the ServingRuntime gives them), for appending an InferenceService's.
+fn runtime_args() -> Vec<String> {
+    let (_, runtime) = manifests().into_iter().find(|(f, _)| f == "servingruntime.yaml").unwrap();
+    runtime["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().replace("{{.Name}}", "anomaly-detector"))
+        .collect()
+}
+
+#[test]
+fn inference_service_args_parse_after_the_runtime_args() {
+    // KServe appends the InferenceService's `args` to the ServingRuntime's: together they must parse.
+    let mut checked = 0;
+    for (file, doc) in manifests() {
+        if doc["kind"] != "InferenceService" {
+            continue;
+        }
+        let predictors = std::iter::once(&doc["spec"]["predictor"])
+            .chain(doc["spec"]["canary"].as_array().into_iter().flatten().map(|c| &c["predictor"]));
+        for predictor in predictors {
+            let Some(extra) = predictor["model"]["args"].as_array() else { continue };
+            let args = runtime_args().into_iter().chain(extra.iter().map(|a| a.as_str().unwrap().to_owned()));
+            let parsed = ferroserve::config::Args::try_parse_from(std::iter::once("ferroserve".to_owned()).chain(args))
+                .unwrap_or_else(|e| panic!("{file}: args do not parse: {e}"));
+            ferroserve::config::Config::try_from(parsed).unwrap_or_else(|e| panic!("{file}: {e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "the in-process rollout passes args");
+}
+
+#[test]
+fn the_example_serving_json_is_valid() {
+    let dir = manifests_dir().join("rollout/in-process");
+    let config = ferroserve_formats::serving::ServingConfig::read(&dir).unwrap().expect("serving.json");
+    assert_eq!(config.default.as_deref(), Some("v1"));
+    assert_eq!(config.canary.map(|c| (c.version, c.percent)), Some(("v2".to_owned(), 10)));
 }
 
 #[test]
@@ -155,7 +207,7 @@ fn manifests_validate_against_kserve_crds() {
         assert!(errors.is_empty(), "{file} does not validate against KServe's {kind} schema:\n{}", errors.join("\n"));
         checked += 1;
     }
-    assert!(checked >= 3, "expected ServingRuntime, ClusterServingRuntime and InferenceService manifests");
+    assert!(checked >= 12, "expected the runtimes, the InferenceServices and the rollout steps, got {checked}");
 }
 
 #[test]
