@@ -1,0 +1,666 @@
+//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) server over HTTP/1.1 keep-alive and reports
+//! throughput and latency percentiles.
+//!
+//! ```text
+//! ferroserve-load run --url http://127.0.0.1:8080 --model anomaly-detector --concurrency 16 --duration 10s
+//! ferroserve-load run ... --mode open --rate 2000           # requests scheduled at a fixed rate
+//! ferroserve-load run ... --rows 1000 --body binary          # binary tensor data extension
+//! ferroserve-load table results/*.json                       # a Markdown table
+//! ferroserve-load plot --out latency.svg results/*.json      # latency percentiles per run, as SVG
+//! ```
+//!
+//! - **closed loop**: `--concurrency` connections, each sending its next request when the previous answer arrives:
+//!   the throughput a server sustains, and its latency at that load.
+//! - **open loop**: requests are dispatched at a fixed `--rate` whatever the answers do (each on its own task, so a
+//!   slow answer never delays the next dispatch: no coordinated omission), and latency runs from dispatch to answer.
+//!   Dispatch follows the schedule in the tokio timer's 1 ms ticks, so requests leave in small bursts.
+//!
+//! A request counts as an error unless it is answered 200 (and, with `--expect-output`, the body names that
+//! output). Warm-up requests are not counted. Talks to the URL given only; use 127.0.0.1.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Parser)]
+#[command(name = "ferroserve-load", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load a server and print (or write) the result.
+    Run(Box<RunArgs>),
+    /// Print a Markdown table of result files.
+    Table {
+        /// Result JSON files written by `run --out`.
+        files: Vec<PathBuf>,
+    },
+    /// Draw the latency percentiles of result files as an SVG bar chart.
+    Plot {
+        /// The SVG file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Result JSON files written by `run --out`.
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Closed,
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BodyKind {
+    /// JSON `data`.
+    Json,
+    /// The binary tensor data extension, for the input and the output.
+    Binary,
+}
+
+#[derive(Debug, Clone, Parser)]
+struct RunArgs {
+    /// The server's base URL (http only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The model's name.
+    #[arg(long)]
+    model: String,
+    /// A version to pin (`/v2/models/{m}/versions/{v}/infer`).
+    #[arg(long)]
+    version: Option<String>,
+    /// What to call this server in reports.
+    #[arg(long)]
+    label: Option<String>,
+    /// Closed loop (concurrency) or open loop (rate).
+    #[arg(long, value_enum, default_value_t = Mode::Closed)]
+    mode: Mode,
+    /// Connections, each sending back to back (closed loop).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Requests per second (open loop).
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Requests outstanding at most (open loop); beyond it, scheduled requests count as errors.
+    #[arg(long, default_value_t = 4096)]
+    max_outstanding: usize,
+    /// Warm-up before measuring.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// How long to measure.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Rows per request.
+    #[arg(long, default_value_t = 1)]
+    rows: usize,
+    /// Features per row (when no --csv).
+    #[arg(long, default_value_t = 6)]
+    features: usize,
+    /// Take the rows from this CSV (its numeric columns named in --columns).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// The CSV columns to use, comma-separated.
+    #[arg(long, default_value = "cpu_usage,memory_usage,latency_p95_ms,error_rate,pod_restarts,request_rate")]
+    columns: String,
+    /// The input tensor's name.
+    #[arg(long, default_value = "input-0")]
+    input_name: String,
+    /// JSON or binary tensor data.
+    #[arg(long, value_enum, default_value_t = BodyKind::Json)]
+    body: BodyKind,
+    /// An output to ask for by name (the binary body asks for it as binary data).
+    #[arg(long)]
+    output: Option<String>,
+    /// Count an answer as an error unless its body contains this output name.
+    #[arg(long)]
+    expect_output: Option<String>,
+    /// Write the result as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = n.parse().map_err(|_| format!("`{s}`: expected a duration like 500ms, 10s, 1m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A run's result, as written to JSON.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Report {
+    label: String,
+    url: String,
+    model: String,
+    mode: Mode,
+    concurrency: usize,
+    rate: Option<f64>,
+    rows: usize,
+    body: BodyKind,
+    seconds: f64,
+    requests: u64,
+    errors: u64,
+    throughput_rps: f64,
+    rows_per_s: f64,
+    latency_ms: Latency,
+    first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Latency {
+    mean: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+/// The request body and its headers.
+#[derive(Debug, Clone)]
+struct Body {
+    bytes: Bytes,
+    json_len: Option<usize>,
+}
+
+/// Rows of `features` values: from the CSV's columns, cycling, or a fixed deterministic spread.
+fn rows(args: &RunArgs) -> anyhow::Result<Vec<Vec<f32>>> {
+    let Some(path) = &args.csv else {
+        return Ok((0..args.rows)
+            .map(|r| (0..args.features).map(|c| ((r * 31 + c * 17) % 100) as f32 / 10.0).collect())
+            .collect());
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("empty CSV")?.split(',').collect();
+    let wanted: Vec<usize> = args
+        .columns
+        .split(',')
+        .map(|c| header.iter().position(|h| *h == c.trim()).with_context(|| format!("no column `{c}`")))
+        .collect::<anyhow::Result<_>>()?;
+    let all: Vec<Vec<f32>> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            wanted.iter().map(|&i| fields.get(i).and_then(|f| f.parse().ok()).unwrap_or(0.0)).collect()
+        })
+        .collect();
+    if all.is_empty() {
+        bail!("{} has no rows", path.display());
+    }
+    Ok((0..args.rows).map(|i| all[i % all.len()].clone()).collect())
+}
+
+/// The v2 request for `rows`.
+fn body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
+    let features = rows.first().map_or(0, Vec::len);
+    let shape = serde_json::json!([rows.len(), features]);
+    let mut request = match args.body {
+        BodyKind::Json => serde_json::json!({
+            "inputs": [{"name": args.input_name, "shape": shape, "datatype": "FP32", "data": rows}],
+        }),
+        BodyKind::Binary => serde_json::json!({
+            "inputs": [{"name": args.input_name, "shape": shape, "datatype": "FP32",
+                        "parameters": {"binary_data_size": rows.len() * features * 4}}],
+        }),
+    };
+    if let Some(o) = &args.output {
+        let binary = args.body == BodyKind::Binary;
+        request["outputs"] = serde_json::json!([{"name": o, "parameters": {"binary_data": binary}}]);
+    } else if args.body == BodyKind::Binary {
+        request["parameters"] = serde_json::json!({"binary_data_output": true});
+    }
+    let mut bytes = serde_json::to_vec(&request).unwrap_or_default();
+    match args.body {
+        BodyKind::Json => Body { bytes: Bytes::from(bytes), json_len: None },
+        BodyKind::Binary => {
+            let json_len = bytes.len();
+            for v in rows.iter().flatten() {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            Body { bytes: Bytes::from(bytes), json_len: Some(json_len) }
+        }
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// Sends one request; `Err` with a short reason unless it is a 200 carrying `expect`.
+async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, expect: Option<&str>) -> Result<(), String> {
+    let mut request = hyper::Request::post(uri.clone()).header("content-type", "application/json");
+    if let Some(n) = body.json_len {
+        request =
+            request.header("content-type", "application/octet-stream").header("inference-header-content-length", n);
+    }
+    let request = request.body(Full::new(body.bytes.clone())).map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| format!("connection: {e}"))?;
+    let status = response.status();
+    let bytes = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+    if status != 200 {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])));
+    }
+    if let Some(name) = expect
+        && !bytes.windows(name.len() + 2).any(|w| w[1..=name.len()] == *name.as_bytes())
+    {
+        return Err(format!("200 without output `{name}`"));
+    }
+    Ok(())
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, 1 µs to 100 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 100_000_000)
+}
+
+#[derive(Debug)]
+struct Tally {
+    latency: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally { latency: histogram(), errors: 0, first_error: None }
+    }
+    fn record(&mut self, took: Duration, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => {
+                let _ = self.latency.record(micros(took));
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+    fn merge(&mut self, other: Tally) {
+        let _ = self.latency.add(&other.latency);
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<Report> {
+    let path = match &args.version {
+        Some(v) => format!("{}/v2/models/{}/versions/{v}/infer", args.url.trim_end_matches('/'), args.model),
+        None => format!("{}/v2/models/{}/infer", args.url.trim_end_matches('/'), args.model),
+    };
+    let uri: hyper::Uri = path.parse().with_context(|| format!("bad URL {path}"))?;
+    let body = Arc::new(body(&args, &rows(&args)?));
+    let expect = args.expect_output.clone();
+    // One request first: a wrong URL or model fails fast and clearly.
+    let probe = Client::builder(TokioExecutor::new()).build_http();
+    send(&probe, &uri, &body, expect.as_deref()).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
+
+    let started = Instant::now();
+    let measure_from = started + args.warmup;
+    let end = measure_from + args.duration;
+    let tally = match args.mode {
+        Mode::Closed => closed(&args, &uri, &body, expect, measure_from, end).await,
+        Mode::Open => open(&args, &uri, &body, expect, measure_from, end).await?,
+    };
+    let seconds = args.duration.as_secs_f64();
+    let h = &tally.latency;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let requests = h.len() + tally.errors;
+    Ok(Report {
+        label: args.label.clone().unwrap_or_else(|| args.url.clone()),
+        url: args.url.clone(),
+        model: args.model.clone(),
+        mode: args.mode,
+        concurrency: args.concurrency,
+        rate: (args.mode == Mode::Open).then_some(args.rate),
+        rows: args.rows,
+        body: args.body,
+        seconds,
+        requests,
+        errors: tally.errors,
+        throughput_rps: h.len() as f64 / seconds,
+        rows_per_s: (h.len() as f64 * args.rows as f64) / seconds,
+        latency_ms: Latency {
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        },
+        first_error: tally.first_error,
+    })
+}
+
+async fn closed(
+    args: &RunArgs,
+    uri: &hyper::Uri,
+    body: &Arc<Body>,
+    expect: Option<String>,
+    measure_from: Instant,
+    end: Instant,
+) -> Tally {
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (uri, body, expect) = (uri.clone(), Arc::clone(body), expect.clone());
+        // Its own client: one keep-alive connection per task.
+        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+        tasks.push(tokio::spawn(async move {
+            let mut tally = Tally::new();
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    return tally;
+                }
+                let outcome = send(&client, &uri, &body, expect.as_deref()).await;
+                if t0 >= measure_from {
+                    tally.record(t0.elapsed(), outcome);
+                }
+            }
+        }));
+    }
+    let mut all = Tally::new();
+    for t in tasks {
+        if let Ok(t) = t.await {
+            all.merge(t);
+        }
+    }
+    all
+}
+
+async fn open(
+    args: &RunArgs,
+    uri: &hyper::Uri,
+    body: &Arc<Body>,
+    expect: Option<String>,
+    measure_from: Instant,
+    end: Instant,
+) -> anyhow::Result<Tally> {
+    if args.rate.is_nan() || args.rate <= 0.0 {
+        bail!("--rate must be positive");
+    }
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(args.max_outstanding.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Result<(), String>)>();
+    let collector = tokio::spawn(async move {
+        let mut tally = Tally::new();
+        while let Some((took, outcome)) = rx.recv().await {
+            tally.record(took, outcome);
+        }
+        tally
+    });
+    let mut next = Instant::now();
+    while next < end {
+        tokio::time::sleep_until(next.into()).await;
+        let scheduled = next;
+        let measured = scheduled >= measure_from;
+        let dispatched = Instant::now();
+        match Arc::clone(&outstanding).try_acquire_owned() {
+            Ok(permit) => {
+                let (client, uri, body, expect, tx) =
+                    (client.clone(), uri.clone(), Arc::clone(body), expect.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let outcome = send(&client, &uri, &body, expect.as_deref()).await;
+                    drop(permit);
+                    if measured {
+                        // From dispatch: waiting for a connection is part of it, the harness's timer tick is not.
+                        let _ = tx.send((dispatched.elapsed(), outcome));
+                    }
+                });
+            }
+            Err(_) if measured => {
+                let _ =
+                    tx.send((Duration::ZERO, Err(format!("more than {} requests outstanding", args.max_outstanding))));
+            }
+            Err(_) => {}
+        }
+        // Keep to the schedule even when a tick was late: the next request is due one interval after this one
+        // was due, not after it went out.
+        next = scheduled + interval;
+    }
+    // Wait for what is still in flight.
+    let _ = outstanding.acquire_many(u32::try_from(args.max_outstanding.max(1)).unwrap_or(u32::MAX)).await;
+    drop(tx);
+    Ok(collector.await?)
+}
+
+fn markdown_header() -> &'static str {
+    "| server | mode | load | rows/request | body | req/s | rows/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n\
+     | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+}
+
+fn markdown_row(r: &Report) -> String {
+    let load = match r.mode {
+        Mode::Closed => format!("{} conn", r.concurrency),
+        Mode::Open => format!("{} req/s", r.rate.unwrap_or(0.0)),
+    };
+    let body = match r.body {
+        BodyKind::Json => "JSON",
+        BodyKind::Binary => "binary",
+    };
+    let l = &r.latency_ms;
+    format!(
+        "| {} | {:?} | {load} | {} | {body} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+        r.label, r.mode, r.rows, r.throughput_rps, r.rows_per_s, l.p50, l.p90, l.p99, l.p999, l.max, r.errors
+    )
+    .replace("Closed", "closed")
+    .replace("Open", "open")
+}
+
+fn read_reports(files: &[PathBuf]) -> anyhow::Result<Vec<Report>> {
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            serde_json::from_slice(&text).with_context(|| format!("{} is not a result file", f.display()))
+        })
+        .collect()
+}
+
+/// A grouped bar chart of p50 / p99 / p99.9 per run, on a log scale.
+fn svg(reports: &[Report]) -> String {
+    let (bar, gap, left, top, height) = (14.0, 18.0, 70.0, 30.0, 300.0);
+    let groups = reports.len().max(1) as f64;
+    let width = left + groups * (3.0 * bar + gap) + 20.0;
+    let values: Vec<[f64; 3]> =
+        reports.iter().map(|r| [r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.p999]).collect();
+    let max = values.iter().flatten().copied().fold(0.01f64, f64::max);
+    let (lo, hi) = (0.01f64.log10(), max.log10().ceil().max(0.0));
+    let y = |v: f64| top + height * (1.0 - ((v.max(0.01).log10() - lo) / (hi - lo)));
+    let colours = ["#4c78a8", "#f58518", "#e45756"];
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{:.0}" font-family="sans-serif" font-size="11">"#,
+        top + height + 150.0
+    );
+    out.push_str(&format!(r#"<text x="{left}" y="16" font-size="13">Latency (ms, log scale): p50, p99, p99.9</text>"#));
+    let mut tick = lo;
+    while tick <= hi + 1e-9 {
+        let v = 10f64.powf(tick);
+        out.push_str(&format!(
+            r##"<line x1="{left}" x2="{width:.0}" y1="{0:.1}" y2="{0:.1}" stroke="#ddd"/><text x="{1}" y="{2:.1}" text-anchor="end">{v}</text>"##,
+            y(v),
+            left - 6.0,
+            y(v) + 4.0
+        ));
+        tick += 1.0;
+    }
+    for (i, (r, vals)) in reports.iter().zip(&values).enumerate() {
+        let x0 = left + gap / 2.0 + i as f64 * (3.0 * bar + gap);
+        for (k, v) in vals.iter().enumerate() {
+            let x = x0 + k as f64 * bar;
+            out.push_str(&format!(
+                r#"<rect x="{x:.1}" y="{:.1}" width="{bar}" height="{:.1}" fill="{}"><title>{} {v:.3} ms</title></rect>"#,
+                y(*v),
+                (top + height - y(*v)).max(0.0),
+                colours[k],
+                escape(&r.label)
+            ));
+        }
+        let cx = x0 + 1.5 * bar;
+        let ly = top + height + 10.0;
+        out.push_str(&format!(
+            r#"<text transform="translate({cx:.1},{ly:.1}) rotate(45)" font-size="10">{}</text>"#,
+            escape(&format!("{} · {}", r.label, scenario(r)))
+        ));
+    }
+    for (k, name) in ["p50", "p99", "p99.9"].iter().enumerate() {
+        let x = width - 150.0 + k as f64 * 45.0;
+        out.push_str(&format!(
+            r#"<rect x="{x:.0}" y="6" width="10" height="10" fill="{}"/><text x="{:.0}" y="15">{name}</text>"#,
+            colours[k],
+            x + 13.0
+        ));
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn scenario(r: &Report) -> String {
+    let load = match r.mode {
+        Mode::Closed => format!("{}c", r.concurrency),
+        Mode::Open => format!("{}/s", r.rate.unwrap_or(0.0)),
+    };
+    let body = if r.body == BodyKind::Binary { " bin" } else { "" };
+    format!("{} rows {load}{body}", r.rows)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let out = args.out.clone();
+            let report = run(*args).await?;
+            println!("{}\n{}", markdown_header(), markdown_row(&report));
+            if let Some(e) = &report.first_error {
+                eprintln!("first error: {e}");
+            }
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Command::Table { files } => {
+            println!("{}", markdown_header());
+            for r in read_reports(&files)? {
+                println!("{}", markdown_row(&r));
+            }
+        }
+        Command::Plot { out, files } => {
+            std::fs::write(&out, svg(&read_reports(&files)?)).with_context(|| format!("writing {}", out.display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn args(body: BodyKind, rows: usize) -> RunArgs {
+        RunArgs::parse_from([
+            "x",
+            "--model",
+            "m",
+            "--rows",
+            &rows.to_string(),
+            "--body",
+            if body == BodyKind::Json { "json" } else { "binary" },
+            "--output",
+            "predict",
+        ])
+    }
+
+    #[test]
+    fn json_and_binary_bodies_follow_the_protocol() {
+        let a = args(BodyKind::Json, 2);
+        let b = body(&a, &[vec![1.0, 2.0], vec![3.0, 4.5]]);
+        assert_eq!(b.json_len, None);
+        let v: serde_json::Value = serde_json::from_slice(&b.bytes).unwrap();
+        assert_eq!(v["inputs"][0]["shape"], serde_json::json!([2, 2]));
+        assert_eq!(v["inputs"][0]["data"], serde_json::json!([[1.0, 2.0], [3.0, 4.5]]));
+
+        let a = args(BodyKind::Binary, 2);
+        let b = body(&a, &[vec![1.0, 2.0], vec![3.0, 4.5]]);
+        let n = b.json_len.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&b.bytes[..n]).unwrap();
+        assert_eq!(v["inputs"][0]["parameters"]["binary_data_size"], 16);
+        assert_eq!(v["outputs"][0]["parameters"]["binary_data"], true);
+        let floats: Vec<f32> = b.bytes[n..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        assert_eq!(floats, [1.0, 2.0, 3.0, 4.5]);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn reports_become_table_rows_and_a_chart() {
+        let mut t = Tally::new();
+        for us in [100u64, 200, 300, 400, 10_000] {
+            t.record(Duration::from_micros(us), Ok(()));
+        }
+        t.record(Duration::ZERO, Err("503".into()));
+        assert_eq!((t.latency.len(), t.errors), (5, 1));
+        assert_eq!(t.latency.value_at_quantile(0.5), 300);
+        let r = Report {
+            label: "ferroserve".into(),
+            url: "u".into(),
+            model: "m".into(),
+            mode: Mode::Closed,
+            concurrency: 16,
+            rate: None,
+            rows: 1,
+            body: BodyKind::Json,
+            seconds: 1.0,
+            requests: 6,
+            errors: 1,
+            throughput_rps: 5.0,
+            rows_per_s: 5.0,
+            latency_ms: Latency { mean: 2.2, p50: 0.3, p90: 10.0, p99: 10.0, p999: 10.0, max: 10.0 },
+            first_error: Some("503".into()),
+        };
+        assert_eq!(
+            markdown_row(&r),
+            "| ferroserve | closed | 16 conn | 1 | JSON | 5 | 5 | 0.300 | 10.000 | 10.000 | 10.000 | 10.000 | 1 |"
+        );
+        let chart = svg(&[r.clone(), r]);
+        assert!(chart.starts_with("<svg") && chart.matches("<rect").count() >= 6, "{chart}");
+    }
+}
