@@ -32,6 +32,7 @@ pub mod shutdown;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod validate;
 
 use std::future::Future;
 

@@ -4,12 +4,20 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use ferroserve::{AppState, Args, Config, example, shutdown, telemetry};
+use ferroserve::{AppState, Args, Config, example, shutdown, telemetry, validate};
 use tokio::net::TcpListener;
 use tracing::error;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `ferroserve validate …` checks a running server; everything else is the server's own flags, which KServe
+    // passes without a sub-command.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "validate") {
+        let args = validate::ValidateArgs::parse_from(std::env::args_os().skip(1));
+        let outcome = validate::validate(&args).await;
+        validate::print(&outcome, args.json);
+        return ExitCode::from(outcome.exit_code);
+    }
     let config = match Config::try_from(Args::parse()) {
         Ok(config) => config,
         Err(e) => {

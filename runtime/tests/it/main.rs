@@ -17,3 +17,4 @@ mod metadata;
 mod observability;
 mod socket;
 mod support;
+mod validate;
