@@ -68,6 +68,14 @@ impl Server {
         (status, value)
     }
 
+    /// A GET whose answer is text (`/metrics`); panics unless it is 200.
+    pub async fn get_text(&self, path: &str) -> String {
+        let request = hyper::Request::get(format!("http://{}{path}", self.addr)).body(Full::new(Bytes::new())).unwrap();
+        let response = self.client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(hyper::Method::GET, path, Bytes::new()).await
     }

@@ -11,5 +11,6 @@
 mod client;
 mod examples;
 mod manifests;
+mod monitoring;
 mod pipeline;
 mod sklearn;
