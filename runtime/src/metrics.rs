@@ -177,6 +177,10 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
         }
+        // Exported at 0 from the start, so that rate() and alerts see them before the first rejection.
+        for reason in ["overloaded", "timeout"] {
+            m.shed.with_label_values(&[reason]);
+        }
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())).expect("unique");
         Arc::new(m)

@@ -14,8 +14,26 @@ fn monitoring_dir() -> PathBuf {
 
 /// PromQL function names and keywords that look like metric names.
 const PROMQL_WORDS: [&str; 20] = [
-    "sum", "by", "rate", "increase", "histogram_quantile", "min", "max", "avg", "without", "on", "and", "or", "unless",
-    "le", "bool", "offset", "count", "label_values", "humanizePercentage", "humanizeDuration",
+    "sum",
+    "by",
+    "rate",
+    "increase",
+    "histogram_quantile",
+    "min",
+    "max",
+    "avg",
+    "without",
+    "on",
+    "and",
+    "or",
+    "unless",
+    "le",
+    "bool",
+    "offset",
+    "count",
+    "label_values",
+    "humanizePercentage",
+    "humanizeDuration",
 ];
 
 /// The metric names a PromQL expression reads: identifiers with an underscore (every metric name here has one; the
@@ -65,7 +83,9 @@ fn the_extractor_finds_metrics_only() {
 async fn every_metric_the_manifests_use_is_exported() {
     // Expressions from the rules and the dashboard.
     let mut exprs = Vec::new();
-    let rules: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(monitoring_dir().join("prometheusrule.yaml")).unwrap()).unwrap();
+    let rules: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(monitoring_dir().join("prometheusrule.yaml")).unwrap())
+            .unwrap();
     for group in rules["spec"]["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
             exprs.push(rule["expr"].as_str().unwrap().to_owned());
@@ -82,7 +102,8 @@ async fn every_metric_the_manifests_use_is_exported() {
     }
     let accuracy = &rules["spec"]["groups"][0]["rules"][0];
     assert_eq!((accuracy["expr"].as_str().unwrap().ends_with("< 0.85"), accuracy["for"].as_str()), (true, Some("1h")));
-    let dashboard: Value = serde_json::from_slice(&std::fs::read(monitoring_dir().join("grafana-dashboard.json")).unwrap()).unwrap();
+    let dashboard: Value =
+        serde_json::from_slice(&std::fs::read(monitoring_dir().join("grafana-dashboard.json")).unwrap()).unwrap();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
             exprs.push(target["expr"].as_str().unwrap().to_owned());
@@ -94,9 +115,13 @@ async fn every_metric_the_manifests_use_is_exported() {
     // A real server after real traffic, with a drift window and feedback, exports them.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
     let server = Server::start(&["--model_repository", root.to_str().unwrap()]).await;
-    let (status, _) = server.post("/v2/models/anomaly-detector/infer", &request(&[vec![30.0, 60.0, 90.0, 0.0, 0.0, 180.0]], &["predict"])).await;
-    assert_eq!(status, 200);
-    let feedback = serde_json::json!({"id": "it-1", "labels": [1]});
+    // A normal row and a saturated one (predicted -1: an anomaly, so precision and recall are defined), a request
+    // the model refuses (an error), feedback on the first.
+    let rows = [vec![30.0, 60.0, 90.0, 0.0, 0.0, 180.0], vec![99.0, 97.0, 2400.0, 0.4, 3.0, 320.0]];
+    let (status, body) = server.post("/v2/models/anomaly-detector/infer", &request(&rows, &["predict"])).await;
+    assert_eq!((status, &body["outputs"][0]["data"]), (200, &serde_json::json!([1, -1])), "{body}");
+    assert_eq!(server.post("/v2/models/anomaly-detector/infer", &request(&[vec![1.0]], &[])).await.0, 400);
+    let feedback = serde_json::json!({"id": "it-1", "labels": [1, -1]});
     assert_eq!(server.post("/v2/models/anomaly-detector/feedback", &feedback).await.0, 200);
     let window: Vec<Vec<f64>> = (0..30).map(|_| vec![30.0, 60.0, 90.0, 0.0, 0.0, 180.0]).collect();
     let body = serde_json::json!({"inputs": [{"name": "x", "shape": [1, 30, 6], "datatype": "FP64", "data": window}]});
