@@ -107,7 +107,8 @@ JSON
 mlserver_cmd() { # --http_port N
   local port=$2
   cat >"$results/mlserver/settings.json" <<JSON
-{"host": "127.0.0.1", "http_port": $port, "grpc_port": $(free_port), "metrics_port": $(free_port), "debug": false}
+{"host": "127.0.0.1", "http_port": $port, "grpc_port": $(free_port), "metrics_port": $(free_port), "debug": false,
+ "metrics_dir": "$root/$results/mlserver-metrics"}
 JSON
   "$mls/bin/mlserver" start "$results/mlserver"
 }
