@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use ferroserve_formats::ModelMetadata;
 use ferroserve_formats::layout::{self, VersionDir};
 use ferroserve_formats::serving::ServingConfig;
 use ferroserve_formats::tree::Contamination;
@@ -51,6 +52,29 @@ enum Command {
     Rollback(RollbackArgs),
     /// Show a model folder's versions, default and canary.
     Serving(ServingArgs),
+    /// Write the training data's per-feature distribution into a model folder's metadata.json (for drift tests of
+    /// models trained elsewhere, such as a scikit-learn model.joblib); other metadata is kept.
+    Reference(ReferenceArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReferenceArgs {
+    /// The training data: a CSV file with a header.
+    #[arg(long)]
+    data: PathBuf,
+    /// The folder holding the model (a version folder, or a bare model folder).
+    #[arg(long)]
+    model_dir: PathBuf,
+    /// Feature columns, comma-separated, in the model's input order [default: every numeric column but the label
+    /// and timestamp].
+    #[arg(long, value_delimiter = ',')]
+    features: Option<Vec<String>>,
+    /// The label column (`none` if the data has none) [default: `label` when present].
+    #[arg(long)]
+    label_column: Option<String>,
+    /// The timestamp column, which is not a feature.
+    #[arg(long, default_value = DEFAULT_TIMESTAMP_COLUMN)]
+    timestamp_column: String,
 }
 
 #[derive(Debug, Args)]
@@ -259,7 +283,35 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Rollback(a) => edit_serving(&a.model_dir, |c, v| c.rollback(v, a.to.as_deref())),
         Command::Serving(a) => show_serving(&a.model_dir),
+        Command::Reference(a) => reference_command(&a),
     }
+}
+
+fn reference_command(args: &ReferenceArgs) -> anyhow::Result<()> {
+    if !args.model_dir.is_dir() {
+        bail!("{} is not a folder", args.model_dir.display());
+    }
+    let options = DatasetOptions {
+        features: args.features.clone(),
+        label_column: match args.label_column.as_deref() {
+            None => LabelColumn::Auto,
+            Some("none") => LabelColumn::Absent,
+            Some(name) => LabelColumn::Named(name.to_owned()),
+        },
+        timestamp_column: args.timestamp_column.clone(),
+    };
+    let data = Dataset::read_csv(&args.data, &options)?;
+    let path = args.model_dir.join(ferroserve_formats::layout::METADATA_JSON);
+    let mut metadata = if path.is_file() { ModelMetadata::read(&path)? } else { ModelMetadata::default() };
+    let reference = data.reference_distribution();
+    let names: Vec<&str> = reference.features.iter().map(|f| f.name.as_str()).collect();
+    println!("{}: reference distribution of {} rows, features {}", path.display(), data.rows, names.join(", "));
+    metadata.reference_distribution = Some(reference);
+    // Written beside, then renamed: a watching server never reads half a file.
+    let tmp = args.model_dir.join(format!(".{}.tmp", ferroserve_formats::layout::METADATA_JSON));
+    std::fs::write(&tmp, metadata.to_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The version folders of `dir` and its serving.json (empty when absent).

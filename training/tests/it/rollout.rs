@@ -96,3 +96,34 @@ fn refused_commands_change_nothing() {
     let err = fails(&["promote", "--model-dir", bare.path().to_str().unwrap(), "--version", "v1"]);
     assert!(err.contains("not a versioned model folder"), "{err}");
 }
+
+/// `reference` writes the training distribution beside a model trained elsewhere, keeping its other metadata.
+#[test]
+fn reference_writes_the_training_distribution_beside_a_model() {
+    let root = tempfile::tempdir().unwrap();
+    let csv = root.path().join("train.csv");
+    let mut text = String::from("timestamp,cpu,mem,label\n");
+    for i in 0..200 {
+        text.push_str(&format!(
+            "2026-01-05T00:{:02}:00Z,{},{},{}\n",
+            i % 60,
+            i % 10,
+            50 + i % 7,
+            i32::from(i % 50 == 0)
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let model = root.path().join("v1");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("metadata.json"), r#"{"version": "v1", "owner": "team-sre"}"#).unwrap();
+    let out = ok(&["reference", "--data", csv.to_str().unwrap(), "--model-dir", model.to_str().unwrap()]);
+    assert!(out.contains("reference distribution of 200 rows, features cpu, mem"), "{out}");
+    let written: Value = serde_json::from_slice(&std::fs::read(model.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!((&written["version"], &written["owner"]), (&json!("v1"), &json!("team-sre")), "kept: {written}");
+    let features = written["reference_distribution"]["features"].as_array().unwrap();
+    assert_eq!(features.len(), 2);
+    assert_eq!((&features[0]["name"], &features[0]["count"]), (&json!("cpu"), &json!(200)));
+    assert_eq!(features[0]["quantiles"].as_array().unwrap().len(), 101);
+    let err = fails(&["reference", "--data", csv.to_str().unwrap(), "--model-dir", "/nonexistent/model"]);
+    assert!(err.contains("is not a folder"), "{err}");
+}
