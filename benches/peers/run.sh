@@ -95,6 +95,8 @@ run_server() { # label model binary-supported command...
     grep VmRSS "/proc/$pid/status" | awk '{printf "ferroserve RSS after the run: %.1f MiB\n", $2/1024}' >&2
     grep VmRSS "/proc/$pid/status" | awk '{print $2}' >"$results/ferroserve-rss-kib"
   fi
+  # MLServer's workers are its children: stopped first, so none outlives the run.
+  pkill -TERM -P "$pid" 2>/dev/null || true
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 }
@@ -110,10 +112,11 @@ mlserver_cmd() { # --http_port N
 {"host": "127.0.0.1", "http_port": $port, "grpc_port": $(free_port), "metrics_port": $(free_port), "debug": false,
  "metrics_dir": "$root/$results/mlserver-metrics"}
 JSON
-  "$mls/bin/mlserver" start "$results/mlserver"
+  # exec: the PID run_server records (and kills) is the server's own, not a subshell's.
+  exec "$mls/bin/mlserver" start "$results/mlserver"
 }
 
-floor_cmd() { target/release/http-floor --port "$2"; }
+floor_cmd() { exec target/release/http-floor --port "$2"; }
 
 run_server ferroserve anomaly-detector yes target/release/ferroserve --model_name anomaly-detector \
   --model_dir "$results/model" --host 127.0.0.1
