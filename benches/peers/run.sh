@@ -69,6 +69,11 @@ load() { # label port model scenario-name args...
 scenarios() { # label port model binary(yes|no)
   local label=$1 port=$2 model=$3
   load "$label" "$port" "$model" 1-row-c1 --concurrency 1
+  if [[ $label == ferroserve ]]; then
+    # The same single row over KServe v1 (`/v1/models/{m}:predict`); a build without v1 skips it, not the run.
+    load "$label" "$port" "$model" 1-row-c1-v1 --concurrency 1 --protocol v1 ||
+      echo "$label: no KServe v1 answer, v1 scenario skipped" >&2
+  fi
   load "$label" "$port" "$model" 2-row-c8 --concurrency 8
   load "$label" "$port" "$model" 3-row-c16 --concurrency 16
   load "$label" "$port" "$model" 4-row-open100 --mode open --rate 100

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use crate::tensor::DataType;
 
-/// Everything that can go wrong while reading, writing or running a model.
+/// Everything that can go wrong while reading or writing a model (a load error). What can go wrong while
+/// running one is an [`InferError`].
 ///
 /// Variants name the file and what was wrong with it, so that an operator reading a log line (or a
 /// client reading a 400) knows what to fix without a debugger.
@@ -110,6 +111,25 @@ pub enum Error {
         /// The offending path.
         path: PathBuf,
     },
+    /// The tensor library failed while building a network.
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::InvalidModel { path: path.into(), reason: reason.into() }
+    }
+}
+
+/// Inputs a model cannot take: always the caller's fault (a server answers 400 / INVALID_ARGUMENT).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
     /// Input whose shape does not fit the model.
     #[error("input `{input}`: {reason}")]
     Shape {
@@ -139,10 +159,6 @@ pub enum Error {
     /// The request names the wrong number of inputs, or an input by a name the model lacks.
     #[error("{0}")]
     Inputs(String),
-    /// The tensor library failed while building or running a network (a model failure, not the
-    /// client's: inputs are validated before they reach it).
-    #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
     /// An output the model does not produce was requested.
     #[error("unknown output `{name}`; this model produces: {}", available.join(", "))]
     UnknownOutput {
@@ -153,27 +169,34 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// Whether the error is the caller's fault (bad input), as opposed to a broken artifact or I/O.
-    ///
-    /// The runtime maps `true` to HTTP 400 and `false` to 500.
+/// Why an inference failed: the caller's inputs ([`InferError::Input`]), or the model itself
+/// ([`InferError::Compute`], a server error whose cause is for the log, not the caller).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InferError {
+    /// The inputs do not fit the model.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The computation failed on inputs the model accepted.
+    #[error("tensor computation failed: {0}")]
+    Compute(String),
+}
+
+impl InferError {
+    /// Whether the error is the caller's fault (bad input), as opposed to the model's.
     pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            Error::Shape { .. }
-                | Error::DataType { .. }
-                | Error::Value { .. }
-                | Error::Inputs(_)
-                | Error::UnknownOutput { .. }
-        )
+        matches!(self, InferError::Input(_))
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+    /// A failure of the model's computation.
+    pub fn compute(cause: impl std::fmt::Display) -> Self {
+        InferError::Compute(cause.to_string())
     }
+}
 
-    pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::InvalidModel { path: path.into(), reason: reason.into() }
+impl From<candle_core::Error> for InferError {
+    fn from(e: candle_core::Error) -> Self {
+        InferError::Compute(e.to_string())
     }
 }
 

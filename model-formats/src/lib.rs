@@ -34,7 +34,7 @@ pub mod tensor;
 pub mod tree;
 
 pub use artifact::{LoadOptions, NativeModel, load_model, load_model_with};
-pub use error::{Error, Result};
+pub use error::{Error, InferError, InputError, Result};
 pub use metadata::ModelMetadata;
-pub use model::{Matrix, Model, NonFinite, Signature, TabularInput, TensorSpec};
+pub use model::{Label, LabelOutput, Matrix, Model, ModelKind, NonFinite, Signature, TabularInput, TensorSpec};
 pub use tensor::{DataType, Tensor, TensorData};

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{InferError, InputError};
 use crate::tensor::{DataType, Tensor};
 
 /// One input or output as a model declares it (KServe v2 `metadata_tensor`).
@@ -45,11 +45,11 @@ impl Signature {
     /// Checks that every requested output exists.
     ///
     /// # Errors
-    /// [`Error::UnknownOutput`] naming the first unknown output and the available ones.
-    pub fn check_outputs(&self, requested: &[String]) -> Result<()> {
+    /// [`InputError::UnknownOutput`] naming the first unknown output and the available ones.
+    pub fn check_outputs(&self, requested: &[String]) -> Result<(), InputError> {
         for name in requested {
             if !self.outputs.iter().any(|o| &o.name == name) {
-                return Err(Error::UnknownOutput {
+                return Err(InputError::UnknownOutput {
                     name: name.clone(),
                     available: self.outputs.iter().map(|o| o.name.clone()).collect(),
                 });
@@ -62,7 +62,7 @@ impl Signature {
 /// A loaded model: pure computation, safe to share between threads.
 ///
 /// Implementations validate their inputs and never panic on client data: every bad input is an
-/// [`Error`] for which [`Error::is_client_error`] holds.
+/// [`InferError::Input`].
 ///
 /// ```
 /// use ferroserve_formats::{DataType, Model, Tensor, TensorData};
@@ -88,8 +88,15 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// The inputs and outputs, for model metadata and request validation.
     fn signature(&self) -> &Signature;
 
-    /// A short name of the model's kind (`"isolation_forest"`), shown as the v2 `platform`.
-    fn kind(&self) -> &'static str;
+    /// The model's kind; its text form (`isolation_forest`, `sklearn.Pipeline`) is the v2 `platform`.
+    fn kind(&self) -> ModelKind;
+
+    /// The output that holds the model's predicted label, and its positive value (the anomaly, for a
+    /// detector), when the model predicts labels; `None` for regressors and transformers. Servers keep
+    /// this output for feedback (accuracy, and precision/recall when a positive value is declared).
+    fn label(&self) -> Option<LabelOutput> {
+        None
+    }
 
     /// Whether even a small request costs enough compute (about a millisecond or more) that a server
     /// should run it off its async executor. Tree and linear models answer a row in microseconds and keep
@@ -112,8 +119,77 @@ pub trait Model: Send + Sync + fmt::Debug {
     /// output when `outputs` is empty.
     ///
     /// # Errors
-    /// Client errors for inputs of the wrong shape, type or value and for unknown output names.
-    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>>;
+    /// [`InferError::Input`] for inputs of the wrong shape, type or value and for unknown output names;
+    /// [`InferError::Compute`] when the computation itself fails.
+    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>, InferError>;
+}
+
+/// What kind of model serves: Ferroserve's own artifacts, or the library class a file was written from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ModelKind {
+    /// Ferroserve's native IsolationForest artifact (`model.json` + `model.safetensors`).
+    IsolationForest,
+    /// The LSTM autoencoder (PyTorch weights).
+    LstmAutoencoder,
+    /// A scikit-learn estimator read from a pickle: its class name (`IsolationForest`, `Pipeline`).
+    Sklearn(&'static str),
+    /// A model implemented outside this crate (by an embedding program or a test), by its name.
+    Other(&'static str),
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelKind::IsolationForest => f.write_str("isolation_forest"),
+            ModelKind::LstmAutoencoder => f.write_str("lstm_autoencoder"),
+            ModelKind::Sklearn(class) => write!(f, "sklearn.{class}"),
+            ModelKind::Other(name) => f.write_str(name),
+        }
+    }
+}
+
+/// A predicted label: an integer class, a flag or a string class (feedback compares them by type and
+/// value, and a JSON client gets them with that type).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Label {
+    /// An integer class (`-1`/`1` from IsolationForest's `predict`).
+    Int(i64),
+    /// A flag (`is_anomaly`).
+    Bool(bool),
+    /// A string class.
+    Text(String),
+}
+
+/// Which output of a model holds its predicted label, and which label is the positive class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelOutput {
+    /// The output's name (`predict`, `is_anomaly`).
+    pub output: String,
+    /// The positive class (the anomaly, for a detector), for precision and recall; `None` when the
+    /// model names none (a multi-class classifier): accuracy only.
+    pub positive: Option<Label>,
+}
+
+impl LabelOutput {
+    /// The label output `output` whose positive class is `positive`.
+    pub fn new(output: impl Into<String>, positive: Option<Label>) -> Self {
+        LabelOutput { output: output.into(), positive }
+    }
+
+    /// The labels held by `tensor` (this output), one per row; `None` when its type holds no labels
+    /// (floats).
+    pub fn labels(tensor: &Tensor) -> Option<Vec<Label>> {
+        use crate::tensor::TensorData;
+        Some(match &tensor.data {
+            TensorData::Int64(v) => v.iter().map(|&i| Label::Int(i)).collect(),
+            TensorData::Int32(v) => v.iter().map(|&i| Label::Int(i64::from(i))).collect(),
+            TensorData::Bool(v) => v.iter().map(|&b| Label::Bool(b)).collect(),
+            TensorData::Bytes(v) => v.iter().map(|b| Label::Text(String::from_utf8_lossy(b).into_owned())).collect(),
+            _ => return None,
+        })
+    }
 }
 
 /// A row-major matrix of `rows × cols` values.
@@ -162,7 +238,7 @@ impl TabularInput {
     ///
     /// # Errors
     /// Client errors for a wrong number of inputs, wrong shapes, BYTES data, or non-finite values.
-    pub fn to_f32(&self, inputs: &[Tensor]) -> Result<Matrix<f32>> {
+    pub fn to_f32(&self, inputs: &[Tensor]) -> Result<Matrix<f32>, InputError> {
         self.to_f32_allowing(inputs, NonFinite::Reject)
     }
 
@@ -171,7 +247,7 @@ impl TabularInput {
     ///
     /// # Errors
     /// As [`Self::to_f32`].
-    pub fn to_f32_allowing(&self, inputs: &[Tensor], allow: NonFinite) -> Result<Matrix<f32>> {
+    pub fn to_f32_allowing(&self, inputs: &[Tensor], allow: NonFinite) -> Result<Matrix<f32>, InputError> {
         let m = self.gather(inputs, |t, out| t.data.extend_f32(out))?;
         let first = inputs.first().map_or("", |t| t.name.as_str());
         check_finite(&m, first, allow, "infinity or a value too large for float32")?;
@@ -183,26 +259,30 @@ impl TabularInput {
     ///
     /// # Errors
     /// Client errors for a wrong number of inputs, wrong shapes, BYTES data, or non-finite values.
-    pub fn to_f64(&self, inputs: &[Tensor], allow: NonFinite) -> Result<Matrix<f64>> {
+    pub fn to_f64(&self, inputs: &[Tensor], allow: NonFinite) -> Result<Matrix<f64>, InputError> {
         let m = self.gather(inputs, |t, out| t.data.extend_f64(out))?;
         let first = inputs.first().map_or("", |t| t.name.as_str());
         check_finite(&m, first, allow, "infinity")?;
         Ok(m)
     }
 
-    fn gather<T>(&self, inputs: &[Tensor], extend: impl Fn(&Tensor, &mut Vec<T>) -> Option<()>) -> Result<Matrix<T>>
+    fn gather<T>(
+        &self,
+        inputs: &[Tensor],
+        extend: impl Fn(&Tensor, &mut Vec<T>) -> Option<()>,
+    ) -> Result<Matrix<T>, InputError>
     where
         T: Copy + Default,
     {
         let f = self.n_features;
         match inputs {
-            [] => Err(Error::Inputs(format!("the request has no inputs; expected one input of shape [N, {f}]"))),
+            [] => Err(InputError::Inputs(format!("the request has no inputs; expected one input of shape [N, {f}]"))),
             [t] => {
                 let rows = match t.shape.as_slice() {
                     [n, c] if *c == f => *n,
                     [n] if f == 1 => *n,
                     shape => {
-                        return Err(Error::Shape {
+                        return Err(InputError::Shape {
                             input: t.name.clone(),
                             reason: format!(
                                 "shape {shape:?} does not fit this model, which takes [N, {f}] (N rows of {f} features)"
@@ -215,7 +295,7 @@ impl TabularInput {
                 Ok(Matrix { data, rows, cols: f })
             }
             columns if columns.len() == f => self.gather_columns(columns, extend),
-            more => Err(Error::Inputs(format!(
+            more => Err(InputError::Inputs(format!(
                 "the request has {} inputs; this model takes one input of shape [N, {f}] or {f} inputs of shape [N] (one per feature)",
                 more.len()
             ))),
@@ -226,7 +306,7 @@ impl TabularInput {
         &self,
         columns: &[Tensor],
         extend: impl Fn(&Tensor, &mut Vec<T>) -> Option<()>,
-    ) -> Result<Matrix<T>>
+    ) -> Result<Matrix<T>, InputError>
     where
         T: Copy + Default,
     {
@@ -235,7 +315,7 @@ impl TabularInput {
         for c in columns {
             let ok = matches!(c.shape.as_slice(), [n] | [n, 1] if *n == rows);
             if !ok {
-                return Err(Error::Shape {
+                return Err(InputError::Shape {
                     input: c.name.clone(),
                     reason: format!(
                         "shape {:?}: with one input per feature, every input must have shape [{rows}] or [{rows}, 1]",
@@ -254,7 +334,7 @@ impl TabularInput {
                     match hits.as_slice() {
                         [i] => order.push(*i),
                         _ => {
-                            return Err(Error::Inputs(format!(
+                            return Err(InputError::Inputs(format!(
                                 "feature `{name}` must be given exactly once, found {} times",
                                 hits.len()
                             )));
@@ -320,8 +400,13 @@ impl FloatElement for f64 {
 /// `infinity` words what an infinite value means for the caller (for float32, also an overflow).
 ///
 /// # Errors
-/// [`Error::Value`] naming `input`.
-pub fn check_finite<T: FloatElement>(m: &Matrix<T>, input: &str, allow: NonFinite, infinity: &str) -> Result<()> {
+/// [`InputError::Value`] naming `input`.
+pub fn check_finite<T: FloatElement>(
+    m: &Matrix<T>,
+    input: &str,
+    allow: NonFinite,
+    infinity: &str,
+) -> Result<(), InputError> {
     let bad = |v: T| match allow {
         NonFinite::Reject => v.nan() || v.inf(),
         NonFinite::AllowNan => v.inf(),
@@ -329,7 +414,7 @@ pub fn check_finite<T: FloatElement>(m: &Matrix<T>, input: &str, allow: NonFinit
     };
     if let Some(pos) = m.data.iter().position(|&v| bad(v)) {
         let kind = if m.data[pos].nan() { "NaN" } else { infinity };
-        return Err(Error::Value {
+        return Err(InputError::Value {
             input: input.to_owned(),
             reason: format!("contains {kind} at row {}, column {}", pos / m.cols.max(1), pos % m.cols.max(1)),
         });
@@ -337,8 +422,8 @@ pub fn check_finite<T: FloatElement>(m: &Matrix<T>, input: &str, allow: NonFinit
     Ok(())
 }
 
-fn not_numeric(t: &Tensor) -> Error {
-    Error::DataType { input: t.name.clone(), expected: "a numeric or BOOL tensor".to_owned(), got: t.datatype() }
+fn not_numeric(t: &Tensor) -> InputError {
+    InputError::DataType { input: t.name.clone(), expected: "a numeric or BOOL tensor".to_owned(), got: t.datatype() }
 }
 
 #[cfg(test)]
@@ -362,7 +447,7 @@ mod tests {
     fn wrong_feature_count_names_the_expected_shape() {
         let t = Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![1.0, 2.0, 3.0])).unwrap();
         let err = spec(None).to_f32(&[t]).unwrap_err();
-        assert!(err.is_client_error());
+        assert!(matches!(err, InputError::Shape { .. }));
         assert!(err.to_string().contains("[N, 2]"), "{err}");
     }
 
@@ -390,6 +475,6 @@ mod tests {
     fn bytes_are_rejected() {
         let t = Tensor::new("x", vec![1, 2], TensorData::Bytes(vec![b"a".to_vec(), b"b".to_vec()])).unwrap();
         let err = spec(None).to_f32(&[t]).unwrap_err();
-        assert!(matches!(err, Error::DataType { got: DataType::Bytes, .. }));
+        assert!(matches!(err, InputError::DataType { got: DataType::Bytes, .. }));
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{InputError, Result};
 
 /// A tensor element type, named as in the KServe v2 protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -275,13 +275,13 @@ impl Tensor {
     /// Builds a tensor, checking that the shape's element count matches the data.
     ///
     /// # Errors
-    /// [`Error::Shape`] when the product of `shape` differs from the number of elements (or overflows).
-    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: TensorData) -> Result<Self> {
+    /// [`InputError::Shape`] when the product of `shape` differs from the number of elements (or overflows).
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: TensorData) -> Result<Self, InputError> {
         let name = name.into();
         let expected = element_count(&shape)
-            .ok_or_else(|| Error::Shape { input: name.clone(), reason: format!("shape {shape:?} overflows") })?;
+            .ok_or_else(|| InputError::Shape { input: name.clone(), reason: format!("shape {shape:?} overflows") })?;
         if expected != data.len() {
-            return Err(Error::Shape {
+            return Err(InputError::Shape {
                 input: name,
                 reason: format!("shape {shape:?} holds {expected} elements but {} were given", data.len()),
             });

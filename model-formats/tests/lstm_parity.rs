@@ -62,7 +62,7 @@ fn check(name: &str, datatype: DataType) {
     let (dir, golden) = fixture(name);
     let ModelLayout::Bare(files) = layout::inspect(&dir).unwrap() else { panic!("{name} is not a bare model") };
     assert!(matches!(files, ArtifactFiles::PyTorch { .. }), "{name}: detected as {files:?}");
-    assert_eq!(load_model(&files).unwrap().kind(), "lstm_autoencoder");
+    assert_eq!(load_model(&files).unwrap().kind().to_string(), "lstm_autoencoder");
     for path in [Path2::Kernel, Path2::Candle] {
         check_path(name, datatype, &dir, &golden, path);
     }
@@ -71,7 +71,7 @@ fn check(name: &str, datatype: DataType) {
 fn check_path(name: &str, datatype: DataType, dir: &Path, golden: &Golden, path: Path2) {
     let name = &format!("{name} ({path:?})");
     let model = load(dir, path);
-    assert_eq!(model.kind(), "lstm_autoencoder");
+    assert_eq!(model.kind().to_string(), "lstm_autoencoder");
     let data = match datatype {
         DataType::Fp64 => TensorData::Fp64(golden.input.iter().map(|&v| f64::from(v)).collect()),
         _ => TensorData::Fp32(golden.input.clone()),

@@ -176,7 +176,7 @@ fn every_fixture_matches_scikit_learn() {
     let root = fixture_root();
     let sets = sets(&root);
     assert!(!sets.is_empty(), "no fixtures under {}", root.display());
-    let (mut files, mut cases, mut worst) = (0usize, 0usize, 0.0f64);
+    let (mut files, mut cases, mut expected_files, mut worst) = (0usize, 0usize, 0usize, 0.0f64);
     for set in &sets {
         let mut jsons: Vec<PathBuf> = std::fs::read_dir(set)
             .unwrap()
@@ -191,13 +191,15 @@ fn every_fixture_matches_scikit_learn() {
             let short = class.rsplit('.').next().unwrap();
             let outputs: Vec<String> = case["outputs"].as_object().unwrap().keys().cloned().collect();
             cases += 1;
+            // `platform_anomaly_detector` is saved once, as the platform's notebook saves it; every other case five ways.
+            expected_files += if case["case"] == "platform_anomaly_detector" { 1 } else { 5 };
             for file in case["files"].as_array().unwrap() {
                 let path = set.join(file.as_str().unwrap());
                 let what = format!("{} ({})", path.display(), case["sklearn_version"]);
                 let model =
                     load_model(&ArtifactFiles::Pickle { file: path.clone() }).unwrap_or_else(|e| panic!("{what}: {e}"));
                 files += 1;
-                assert_eq!(model.kind(), format!("sklearn.{short}"), "{what}: kind");
+                assert_eq!(model.kind().to_string(), format!("sklearn.{short}"), "{what}: kind");
                 check_signature(&what, &*model, &case);
 
                 let got = model.infer(&request(&case, &x), &outputs).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -231,7 +233,7 @@ fn every_fixture_matches_scikit_learn() {
         "scikit-learn parity: {cases} cases, {files} files in {} sets; largest relative difference {worst:e}",
         sets.len()
     );
-    assert!(files >= cases * 5 && cases >= 20, "too few fixtures: {cases} cases, {files} files");
+    assert!(files >= expected_files && cases >= 20, "too few fixtures: {cases} cases, {files} files");
 }
 
 #[test]

@@ -23,7 +23,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::error::{ApiError, panic_message};
+use ferroserve_formats::InferError;
+
+use crate::error::panic_message;
 
 /// Batching settings (`--max_batch_size`, `--max_batch_delay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,7 @@ struct Job {
     rows: usize,
     key: Key,
     queued: Instant,
-    reply: oneshot::Sender<Result<Vec<Tensor>, ApiError>>,
+    reply: oneshot::Sender<Result<Vec<Tensor>, InferError>>,
 }
 
 /// The queue of one model version; cheap to clone. The collector stops when the last clone is dropped.
@@ -114,7 +116,7 @@ impl Batcher {
         model: &Arc<dyn Model>,
         inputs: Vec<Tensor>,
         outputs: Vec<String>,
-    ) -> Result<Vec<Tensor>, ApiError> {
+    ) -> Result<Vec<Tensor>, InferError> {
         let Some((rows, key)) = batch_key(model.as_ref(), &inputs, &outputs) else {
             let model = Arc::clone(model);
             let span = tracing::Span::current();
@@ -122,14 +124,14 @@ impl Batcher {
                 span.in_scope(|| guarded_infer(model.as_ref(), &inputs, &outputs))
             })
             .await
-            .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))?;
+            .map_err(|e| InferError::compute(format!("inference task failed: {e}")))?;
         };
         let (reply, answer) = oneshot::channel();
         let job = Job { inputs, outputs, rows, key, queued: Instant::now(), reply };
         if self.queue.send(job).is_err() {
-            return Err(ApiError::internal("the batch queue is closed"));
+            return Err(InferError::compute("the batch queue is closed"));
         }
-        answer.await.unwrap_or_else(|_| Err(ApiError::internal("the batch was dropped")))
+        answer.await.unwrap_or_else(|_| Err(InferError::compute("the batch was dropped")))
     }
 }
 
@@ -207,12 +209,15 @@ async fn collect(
     }
 }
 
-/// Runs a model call, turning a panic into a 500.
-pub(crate) fn guarded_infer(model: &dyn Model, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>, ApiError> {
+/// Runs a model call, turning a panic into a failed computation.
+pub(crate) fn guarded_infer(
+    model: &dyn Model,
+    inputs: &[Tensor],
+    outputs: &[String],
+) -> Result<Vec<Tensor>, InferError> {
     // A panicking model is a bug in that model; the request gets a 500 and the server goes on.
     std::panic::catch_unwind(AssertUnwindSafe(|| model.infer(inputs, outputs)))
-        .map_err(|p| ApiError::internal(format!("model panicked: {}", panic_message(&*p))))?
-        .map_err(ApiError::from)
+        .map_err(|p| InferError::compute(format!("model panicked: {}", panic_message(&*p))))?
 }
 
 /// Runs one batch and answers each of its requests.
@@ -301,20 +306,20 @@ mod tests {
         fn signature(&self) -> &Signature {
             &self.signature
         }
-        fn kind(&self) -> &'static str {
-            "doubler"
+        fn kind(&self) -> ferroserve_formats::ModelKind {
+            ferroserve_formats::ModelKind::Other("doubler")
         }
         fn gains_from_batching(&self) -> bool {
             true
         }
-        fn infer(&self, inputs: &[Tensor], _: &[String]) -> ferroserve_formats::Result<Vec<Tensor>> {
+        fn infer(&self, inputs: &[Tensor], _: &[String]) -> Result<Vec<Tensor>, ferroserve_formats::InferError> {
             let x = &inputs[0];
             self.calls.lock().unwrap().push(x.shape[0]);
             // Slow enough that concurrent requests queue behind the running batch.
             std::thread::sleep(Duration::from_millis(20));
             let TensorData::Fp32(v) = &x.data else { unreachable!() };
             if v.iter().any(|&a| a < 0.0) {
-                return Err(ferroserve_formats::Error::Inputs("negative".into()));
+                return Err(ferroserve_formats::InputError::Inputs("negative".into()).into());
             }
             Ok(vec![Tensor::new("y", x.shape.clone(), TensorData::Fp32(v.iter().map(|a| a * 2.0).collect()))?])
         }

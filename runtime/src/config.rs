@@ -17,7 +17,7 @@ pub use crate::batch::BatchConfig;
 pub use crate::drift::DriftConfig;
 use crate::error::Error;
 pub use crate::feedback::FeedbackConfig;
-pub use crate::store::VersionPolicy;
+pub use crate::store::{ModelSource, VersionPolicy};
 
 /// The raw command line, as clap parses it; validate with `Config::try_from`.
 #[derive(Debug, Clone, Parser)]
@@ -123,6 +123,17 @@ pub struct Args {
     /// Labelled rows the accuracy, precision and recall from feedback are computed over (the most recent).
     #[arg(long, env, default_value_t = 1000)]
     pub feedback_window: usize,
+
+    /// KServe v1 `:predict` answers `predict_proba` instead of `predict` for models that have it, as
+    /// KServe's scikit-learn server does with `PREDICT_PROBA=true` (only `true`, in any case, turns it on).
+    #[arg(long = "predict_proba", env = "PREDICT_PROBA", value_name = "BOOL", default_value = "false",
+          action = clap::ArgAction::Set, value_parser = kserve_bool)]
+    pub predict_proba: bool,
+}
+
+/// KServe's reading of a boolean environment variable: `true` in any case is true, anything else false.
+fn kserve_bool(value: &str) -> Result<bool, std::convert::Infallible> {
+    Ok(value.trim().eq_ignore_ascii_case("true"))
 }
 
 /// How model folders are watched.
@@ -164,23 +175,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the served models come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSource {
-    /// One model folder served under one name (`--model_name`, `--model_dir`).
-    Single {
-        /// The served name.
-        name: String,
-        /// The folder.
-        dir: PathBuf,
-    },
-    /// Every visible sub-folder of `root`, each served under its folder's name (`--model_repository`).
-    Repository {
-        /// The repository folder.
-        root: PathBuf,
-    },
-}
-
 /// The validated configuration every part of the server reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -212,6 +206,8 @@ pub struct Config {
     pub drift: DriftConfig,
     /// How feedback is kept.
     pub feedback: FeedbackConfig,
+    /// v1 `:predict` answers `predict_proba` for models that have it.
+    pub predict_proba: bool,
 }
 
 impl TryFrom<Args> for Config {
@@ -280,6 +276,7 @@ impl TryFrom<Args> for Config {
                 min_samples: args.drift_min_samples,
             },
             feedback: FeedbackConfig { capacity: args.feedback_capacity, window: args.feedback_window },
+            predict_proba: args.predict_proba,
         })
     }
 }
@@ -375,6 +372,14 @@ mod tests {
         );
     }
 
+    #[test]
+    fn predict_proba_is_on_only_for_true() {
+        assert!(!parse(&[]).predict_proba);
+        for (value, on) in [("true", true), ("TRUE", true), ("1", false), ("yes", false), ("false", false)] {
+            assert_eq!(parse(&["--predict_proba", value]).predict_proba, on, "{value}");
+        }
+    }
+
     /// Reads flags from the environment in a child process: setting variables in this process is
     /// `unsafe` (other test threads read the environment) and the crate forbids unsafe code.
     #[test]
@@ -386,6 +391,7 @@ mod tests {
             assert_eq!(c.http_port, 9001, "a flag beats its variable");
             assert_eq!(c.max_concurrency, 7);
             assert_eq!(c.log_format, LogFormat::Json);
+            assert!(c.predict_proba, "PREDICT_PROBA=True, as KServe reads it");
             return;
         }
         let exe = std::env::current_exe().unwrap();
@@ -397,6 +403,7 @@ mod tests {
             .env("HTTP_PORT", "9000")
             .env("MAX_CONCURRENCY", "7")
             .env("LOG_FORMAT", "json")
+            .env("PREDICT_PROBA", "True")
             .env_remove("MODEL_REPOSITORY")
             .output()
             .unwrap();

@@ -1,18 +1,19 @@
 //! Accuracy from feedback: ground-truth labels sent later for requests answered earlier.
 //!
-//! An inference request with an `id` whose response holds the model's label output (`predict`, the
-//! default output of scikit-learn classifiers and of IsolationForest; `is_anomaly` for the LSTM
+//! An inference request with an `id` whose response holds the model's label output, as the model
+//! declares it ([`ferroserve_formats::Model::label`]: `predict` for scikit-learn classifiers and for
+//! IsolationForest, alone or at the end of a pipeline, native or pickled; `is_anomaly` for the LSTM
 //! autoencoder) has its predicted labels kept, by model and id, up to `--feedback_capacity` per server
 //! (the oldest are forgotten first). `POST /v2/models/{m}/feedback` with `{"id", "labels"}` scores
 //! those predictions once: accuracy over the last `--feedback_window` labelled rows of the version that
-//! answered, and for anomaly detectors precision and recall, with "anomaly" as the positive class
-//! (`-1` from IsolationForest's `predict`, `true` from `is_anomaly`). The gauges
+//! answered, and precision and recall when the model names a positive class (the anomaly: `-1` from
+//! IsolationForest's `predict`, `true` from `is_anomaly`; a binary classifier's second class). The gauges
 //! `model_prediction_accuracy`, `model_prediction_precision` and `model_prediction_recall` follow.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use ferroserve_formats::{Tensor, TensorData};
+use ferroserve_formats::{Label, LabelOutput, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
@@ -32,18 +33,6 @@ impl Default for FeedbackConfig {
     }
 }
 
-/// A label as predicted or as sent back: a number, a boolean or a string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Label {
-    /// An integer class (`-1`/`1` for IsolationForest).
-    Int(i64),
-    /// A flag (`is_anomaly`).
-    Bool(bool),
-    /// A string class.
-    Text(String),
-}
-
 /// One `POST /v2/models/{m}/feedback` item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,10 +50,10 @@ pub struct Scores {
     pub labelled: usize,
     /// Share predicted right.
     pub accuracy: f64,
-    /// For anomaly detectors: of the rows predicted anomalous, the share that were (absent if none were).
+    /// With a positive class: of the rows predicted positive, the share that were (absent if none were).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precision: Option<f64>,
-    /// For anomaly detectors: of the anomalous rows, the share predicted so (absent if none were).
+    /// With a positive class: of the positive rows, the share predicted so (absent if none were).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recall: Option<f64>,
 }
@@ -95,20 +84,12 @@ pub enum FeedbackError {
     Unknown(String),
 }
 
-/// What makes a row count as an anomaly (the positive class), for precision and recall.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Positive {
-    /// This label.
-    Is(Label),
-    /// Not an anomaly detector: accuracy only.
-    None,
-}
-
 #[derive(Debug)]
 struct Recorded {
     version: String,
     labels: Vec<Label>,
-    positive: Positive,
+    /// The positive class (the anomaly, for a detector), when the model names one.
+    positive: Option<Label>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -139,14 +120,16 @@ impl Feedback {
     }
 
     /// Records the predicted labels of request `id` answered by `version` of `model`, if `outputs` hold
-    /// the model's label output (`predict` or `is_anomaly`).
-    pub fn record(&self, model: &str, version: &str, kind: &str, id: &str, outputs: &[Tensor]) {
+    /// the model's label output (`label`, as the model declares it: `predict`, `is_anomaly`).
+    pub fn record(&self, model: &str, version: &str, label: Option<&LabelOutput>, id: &str, outputs: &[Tensor]) {
         if self.config.capacity == 0 {
             return;
         }
-        let Some((labels, positive)) = predicted(kind, outputs) else {
+        let Some(label) = label else { return };
+        let Some(labels) = outputs.iter().find(|t| t.name == label.output).and_then(LabelOutput::labels) else {
             return;
         };
+        let positive = label.positive.clone();
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (model.to_owned(), id.to_owned());
         if inner.predictions.insert(key.clone(), Recorded { version: version.to_owned(), labels, positive }).is_none() {
@@ -216,10 +199,7 @@ impl Feedback {
             let version_key = (model.to_owned(), p.version.clone());
             let window = inner.outcomes.entry(version_key.clone()).or_default();
             for (predicted, actual) in p.labels.iter().zip(&item.labels) {
-                let positives = match &p.positive {
-                    Positive::Is(label) => Some((predicted == label, actual == label)),
-                    Positive::None => None,
-                };
+                let positives = p.positive.as_ref().map(|label| (predicted == label, actual == label));
                 window.push_back(Outcome { correct: predicted == actual, positives });
                 while window.len() > self.config.window.max(1) {
                     window.pop_front();
@@ -269,28 +249,15 @@ fn scores(window: &VecDeque<Outcome>) -> Scores {
     }
 }
 
-/// The predicted labels in `outputs` and the positive class, if they hold a label output.
-fn predicted(kind: &str, outputs: &[Tensor]) -> Option<(Vec<Label>, Positive)> {
-    if let Some(t) = outputs.iter().find(|t| t.name == "is_anomaly") {
-        let TensorData::Bool(v) = &t.data else { return None };
-        return Some((v.iter().map(|&b| Label::Bool(b)).collect(), Positive::Is(Label::Bool(true))));
-    }
-    let t = outputs.iter().find(|t| t.name == "predict")?;
-    let positive = if kind == "isolation_forest" { Positive::Is(Label::Int(-1)) } else { Positive::None };
-    let labels = match &t.data {
-        TensorData::Int64(v) => v.iter().map(|&i| Label::Int(i)).collect(),
-        TensorData::Int32(v) => v.iter().map(|&i| Label::Int(i64::from(i))).collect(),
-        TensorData::Bool(v) => v.iter().map(|&b| Label::Bool(b)).collect(),
-        TensorData::Bytes(v) => v.iter().map(|b| Label::Text(String::from_utf8_lossy(b).into_owned())).collect(),
-        // Regressors' `predict` is a number to compare, not a label.
-        _ => return None,
-    };
-    Some((labels, positive))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use ferroserve_formats::TensorData;
+
+    fn detector() -> Option<LabelOutput> {
+        Some(LabelOutput::new("predict", Some(Label::Int(-1))))
+    }
 
     fn predict(labels: &[i64]) -> Vec<Tensor> {
         vec![Tensor::new("predict", vec![labels.len()], TensorData::Int64(labels.to_vec())).unwrap()]
@@ -304,8 +271,8 @@ mod tests {
     fn feedback_scores_accuracy_precision_and_recall() {
         let metrics = Metrics::new();
         let f = Feedback::new(FeedbackConfig::default());
-        f.record("m", "v1", "isolation_forest", "a", &predict(&[-1, 1, 1, -1]));
-        f.record("m", "v1", "isolation_forest", "b", &predict(&[1, 1]));
+        f.record("m", "v1", detector().as_ref(), "a", &predict(&[-1, 1, 1, -1]));
+        f.record("m", "v1", detector().as_ref(), "b", &predict(&[1, 1]));
         // Truth: a = [-1, 1, -1, 1], b = [1, -1]: 3 of 6 right; predicted anomalies 2, of which 1 true;
         // true anomalies 3, of which 1 found.
         let r = f.score("m", &[item("a", &[-1, 1, -1, 1]), item("b", &[1, -1]), item("zzz", &[1])], &metrics).unwrap();
@@ -324,7 +291,7 @@ mod tests {
     fn invalid_feedback_changes_nothing() {
         let metrics = Metrics::new();
         let f = Feedback::new(FeedbackConfig::default());
-        f.record("m", "v1", "isolation_forest", "a", &predict(&[-1, 1]));
+        f.record("m", "v1", detector().as_ref(), "a", &predict(&[-1, 1]));
         let err = f.score("m", &[item("a", &[1])], &metrics).unwrap_err();
         assert_eq!(err.to_string(), "id `a`: 1 labels for a prediction of 2 rows");
         let wrong_type = FeedbackItem { id: "a".into(), labels: vec![Label::Bool(true), Label::Bool(false)] };
@@ -337,7 +304,8 @@ mod tests {
         let metrics = Metrics::new();
         let f = Feedback::new(FeedbackConfig { capacity: 3, window: 2 });
         for i in 0..10 {
-            f.record("m", "v1", "random_forest_classifier", &i.to_string(), &predict(&[1]));
+            let classifier = LabelOutput::new("predict", None);
+            f.record("m", "v1", Some(&classifier), &i.to_string(), &predict(&[1]));
         }
         assert!(matches!(f.score("m", &[item("0", &[1])], &metrics), Err(FeedbackError::Unknown(_))), "forgotten");
         let r = f.score("m", &[item("7", &[0]), item("8", &[1]), item("9", &[1])], &metrics).unwrap();
@@ -345,7 +313,13 @@ mod tests {
         assert_eq!(r.versions["v1"].accuracy, 1.0);
         assert_eq!(r.versions["v1"].precision, None, "not an anomaly detector");
         // No label output, nothing recorded.
-        f.record("m", "v1", "x", "s", &[Tensor::new("score_samples", vec![1], TensorData::Fp64(vec![0.1])).unwrap()]);
+        f.record(
+            "m",
+            "v1",
+            detector().as_ref(),
+            "s",
+            &[Tensor::new("score_samples", vec![1], TensorData::Fp64(vec![0.1])).unwrap()],
+        );
         assert!(f.score("m", &[item("s", &[1])], &metrics).is_err());
     }
 }

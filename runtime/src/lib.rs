@@ -13,12 +13,14 @@
 //!   warm-up and readiness.
 //! - [`state`]: [`AppState`] (the store and the request [`Limits`]) shared by the handlers.
 //! - `http`: the handlers (`health`, `metadata`, `infer`) and the middleware.
-//! - [`error`]: [`Error`] (startup) and [`ApiError`], the one owner of HTTP statuses.
+//! - [`error`]: [`Error`], what stops the server from starting.
+//! - [`api_error`]: [`ApiError`], why a request fails, and the one owner of statuses.
 //! - [`example`]: the ready-to-paste `curl` lines printed at startup.
 //! - [`telemetry`]: the log subscriber, installed by the binary.
 //! - [`shutdown`]: SIGTERM / ctrl-c.
 #![warn(missing_docs)]
 
+pub mod api_error;
 pub mod batch;
 pub mod config;
 pub mod drift;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod example;
 pub mod feedback;
 mod http;
+pub mod inference;
 pub mod metrics;
 pub mod protocol;
 pub mod shutdown;
@@ -33,6 +36,7 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+mod watch;
 
 use std::future::Future;
 
@@ -48,8 +52,9 @@ use tower::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{Level, info};
 
+pub use api_error::ApiError;
 pub use config::{Args, Config, LogFormat, ModelSource};
-pub use error::{ApiError, Error};
+pub use error::Error;
 pub use state::{AppState, Limits};
 pub use store::{LoadedVersion, ModelSnapshot, ModelStore, Reload, StoreConfig, VersionPolicy};
 
@@ -74,18 +79,21 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::new(timeout));
     let models = Router::new()
         .route("/v2/models/{model_name}", get(http::metadata::model))
-        .route("/v2/models/{model_name}/versions/{model_version}", get(http::metadata::model_version))
+        .route("/v2/models/{model_name}/versions/{model_version}", get(http::metadata::model))
         .route("/v2/models/{model_name}/infer", post(http::infer::infer))
-        .route("/v2/models/{model_name}/versions/{model_version}/infer", post(http::infer::infer_version))
+        .route("/v2/models/{model_name}/versions/{model_version}/infer", post(http::infer::infer))
+        .route("/v1/models/{model_name}", post(http::v1::post))
         .route_layer(bounded);
     Router::new()
+        .route("/v1/models", get(http::v1::models))
+        .route("/v1/models/{model_name}", get(http::v1::model))
         .route("/v2/health/live", get(http::health::live))
         .route("/v2/health/ready", get(http::health::ready))
         .route("/v2", get(http::metadata::server))
         .route("/v2/models/{model_name}/ready", get(http::health::model_ready))
-        .route("/v2/models/{model_name}/versions/{model_version}/ready", get(http::health::model_version_ready))
+        .route("/v2/models/{model_name}/versions/{model_version}/ready", get(http::health::model_ready))
         .route("/v2/models/{model_name}/drift", get(http::observe::drift))
-        .route("/v2/models/{model_name}/versions/{model_version}/drift", get(http::observe::drift_version))
+        .route("/v2/models/{model_name}/versions/{model_version}/drift", get(http::observe::drift))
         .route("/v2/models/{model_name}/feedback", post(http::observe::feedback))
         .route("/metrics", get(http::observe::metrics))
         .route("/v2/repository/index", post(http::repository::index))
@@ -137,7 +145,7 @@ pub async fn serve_state(
         info!(%addr, "listening");
     }
     // Watching starts before loading, so that no change made while the models load is missed.
-    let watcher = store::watch::start(state.store(), state.watch())?;
+    let watcher = watch::start(state.store(), state.watch())?;
     let store = state.store().clone();
     let loader = tokio::spawn(async move { store.load_all().await });
     let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;

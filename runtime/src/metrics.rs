@@ -188,7 +188,7 @@ impl Metrics {
 
     /// The request-path handles of `version` of `model`, created once and cached on the version.
     pub fn version(self: &Arc<Self>, model: &str, version: &LoadedVersion) -> Arc<VersionMetrics> {
-        version.metrics_with(self, || {
+        version.attached(self, || {
             let labels = [model, version.name()];
             Arc::new(VersionMetrics {
                 model: model.to_owned(),

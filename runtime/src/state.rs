@@ -58,6 +58,7 @@ pub struct AppState {
     watch: WatchConfig,
     metrics: Arc<Metrics>,
     feedback: Arc<Feedback>,
+    predict_proba: bool,
 }
 
 impl AppState {
@@ -65,7 +66,7 @@ impl AppState {
     pub fn new(store: ModelStore, limits: Limits) -> Self {
         let watch = WatchConfig { mode: WatchMode::Off, ..WatchConfig::default() };
         let feedback = Arc::new(Feedback::new(FeedbackConfig::default()));
-        AppState { store, limits, watch, metrics: Metrics::new(), feedback }
+        AppState { store, limits, watch, metrics: Metrics::new(), feedback, predict_proba: false }
     }
 
     /// Watches the store's folders as `watch` says once served.
@@ -108,6 +109,7 @@ impl AppState {
             watch: config.watch,
             metrics: Metrics::new(),
             feedback: Arc::new(Feedback::new(config.feedback)),
+            predict_proba: config.predict_proba,
         })
     }
 
@@ -129,6 +131,18 @@ impl AppState {
     /// The metrics registry.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Answers v1 `:predict` with `predict_proba` for models that have it (`PREDICT_PROBA=true`).
+    #[must_use]
+    pub fn with_predict_proba(mut self, on: bool) -> Self {
+        self.predict_proba = on;
+        self
+    }
+
+    /// Whether v1 `:predict` answers `predict_proba` for models that have it.
+    pub fn predict_proba(&self) -> bool {
+        self.predict_proba
     }
 
     /// The predictions kept for feedback.

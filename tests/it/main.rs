@@ -4,6 +4,7 @@
 //!   on 127.0.0.1:0 → inference, compared with the model loaded directly.
 //! - `examples`: the committed example repository serves and answers as its training metrics say.
 //! - `sklearn`: real scikit-learn joblib/pickle files served beside hostile and truncated ones.
+//! - `v1`: KServe v1 as the platform's engine calls it, and v1 against v2 on every scikit-learn fixture.
 //! - `manifests`: the ServingRuntime args parse with the real CLI; manifests validate against KServe's CRDs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,3 +15,4 @@ mod manifests;
 mod monitoring;
 mod pipeline;
 mod sklearn;
+mod v1;

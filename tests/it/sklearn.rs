@@ -153,7 +153,10 @@ async fn every_estimator_answers_over_http_as_scikit_learn_does() {
             if path.extension().is_some_and(|e| e == "json") {
                 let case: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
                 let name = case["case"].as_str().unwrap().to_owned();
-                place(&fixtures.join(format!("{name}.joblib")), &root.path().join(&name).join("model.joblib"));
+                // The first file form of each case (`.joblib`; the platform's pipeline only as `model.pkl`).
+                let file = case["files"][0].as_str().unwrap();
+                let target = if file.ends_with(".joblib") { "model.joblib" } else { "model.pkl" };
+                place(&fixtures.join(file), &root.path().join(&name).join(target));
                 cases.push((name, case));
             }
         }

@@ -1,10 +1,11 @@
-//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) server over HTTP/1.1 keep-alive and reports
-//! throughput and latency percentiles.
+//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) or KServe v1 server over HTTP/1.1 keep-alive
+//! and reports throughput and latency percentiles.
 //!
 //! ```text
 //! ferroserve-load run --url http://127.0.0.1:8080 --model anomaly-detector --concurrency 16 --duration 10s
 //! ferroserve-load run ... --mode open --rate 2000           # requests scheduled at a fixed rate
 //! ferroserve-load run ... --rows 1000 --body binary          # binary tensor data extension
+//! ferroserve-load run ... --protocol v1                      # KServe v1: {"instances": ...} to /v1/models/{m}:predict
 //! ferroserve-load table results/*.json                       # a Markdown table
 //! ferroserve-load plot --out latency.svg results/*.json      # latency percentiles per run, as SVG
 //! ```
@@ -15,8 +16,12 @@
 //!   slow answer never delays the next dispatch: no coordinated omission), and latency runs from dispatch to answer.
 //!   Dispatch follows the schedule in the tokio timer's 1 ms ticks, so requests leave in small bursts.
 //!
+//! - **protocol**: v2 (the default) posts `inputs` to `/v2/models/{m}/infer`, as JSON `data` or binary tensors; v1
+//!   posts the same rows as `{"instances": [[f1, f2, ...], ...]}` to `/v1/models/{m}:predict` (JSON only).
+//!
 //! A request counts as an error unless it is answered 200 (and, with `--expect-output`, the body names that
-//! output). Warm-up requests are not counted. Talks to the URL given only; use 127.0.0.1.
+//! output; in v1, the body is JSON whose `predictions` array has one entry per row sent). Warm-up requests are not
+//! counted. Talks to the URL given only; use 127.0.0.1.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -65,6 +70,17 @@ enum Mode {
     Open,
 }
 
+/// The KServe inference protocol requests follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Protocol {
+    /// KServe v2 (Open Inference Protocol): `POST /v2/models/{m}/infer` with `inputs`.
+    #[default]
+    V2,
+    /// KServe v1: `POST /v1/models/{m}:predict` with `instances`, answered with `predictions` (JSON only).
+    V1,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum BodyKind {
@@ -82,7 +98,10 @@ struct RunArgs {
     /// The model's name.
     #[arg(long)]
     model: String,
-    /// A version to pin (`/v2/models/{m}/versions/{v}/infer`).
+    /// v2 (`/v2/models/{m}/infer`) or v1 (`/v1/models/{m}:predict`, JSON only).
+    #[arg(long, value_enum, default_value_t = Protocol::V2)]
+    protocol: Protocol,
+    /// A version to pin (`/v2/models/{m}/versions/{v}/infer`; v2 only).
     #[arg(long)]
     version: Option<String>,
     /// What to call this server in reports.
@@ -118,16 +137,16 @@ struct RunArgs {
     /// The CSV columns to use, comma-separated.
     #[arg(long, default_value = "cpu_usage,memory_usage,latency_p95_ms,error_rate,pod_restarts,request_rate")]
     columns: String,
-    /// The input tensor's name.
+    /// The input tensor's name (v2; v1 instances have none).
     #[arg(long, default_value = "input-0")]
     input_name: String,
-    /// JSON or binary tensor data.
+    /// JSON or binary tensor data (binary: v2 only).
     #[arg(long, value_enum, default_value_t = BodyKind::Json)]
     body: BodyKind,
-    /// An output to ask for by name (the binary body asks for it as binary data).
+    /// An output to ask for by name (the binary body asks for it as binary data; v2 only).
     #[arg(long)]
     output: Option<String>,
-    /// Count an answer as an error unless its body contains this output name.
+    /// Count an answer as an error unless its body contains this output name (v2 only).
     #[arg(long)]
     expect_output: Option<String>,
     /// Write the result as JSON here.
@@ -153,6 +172,9 @@ struct Report {
     label: String,
     url: String,
     model: String,
+    /// Absent from result files written before v1 existed, which were all v2.
+    #[serde(default)]
+    protocol: Protocol,
     mode: Mode,
     concurrency: usize,
     rate: Option<f64>,
@@ -212,8 +234,48 @@ fn rows(args: &RunArgs) -> anyhow::Result<Vec<Vec<f32>>> {
     Ok((0..args.rows).map(|i| all[i % all.len()].clone()).collect())
 }
 
-/// The v2 request for `rows`.
+/// Refuses options the chosen protocol has no place for, rather than ignoring them.
+fn check_args(args: &RunArgs) -> anyhow::Result<()> {
+    if args.protocol == Protocol::V1 {
+        if args.body == BodyKind::Binary {
+            bail!("--body binary is v2's binary tensor data extension; KServe v1 is JSON only (use --body json)");
+        }
+        if args.version.is_some() {
+            bail!("--version pins a version in the v2 path; KServe v1's `/v1/models/{{m}}:predict` has none");
+        }
+        if args.output.is_some() || args.expect_output.is_some() {
+            bail!("--output and --expect-output name v2 outputs; a KServe v1 answer has `predictions` only");
+        }
+    }
+    Ok(())
+}
+
+/// Where requests go.
+fn endpoint(args: &RunArgs) -> String {
+    let base = args.url.trim_end_matches('/');
+    match (args.protocol, &args.version) {
+        (Protocol::V1, _) => format!("{base}/v1/models/{}:predict", args.model),
+        (Protocol::V2, Some(v)) => format!("{base}/v2/models/{}/versions/{v}/infer", args.model),
+        (Protocol::V2, None) => format!("{base}/v2/models/{}/infer", args.model),
+    }
+}
+
+/// The request for `rows`, in the chosen protocol.
 fn body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
+    match args.protocol {
+        Protocol::V1 => v1_body(rows),
+        Protocol::V2 => v2_body(args, rows),
+    }
+}
+
+/// The v1 request for `rows`: `{"instances": rows}`, one instance per row.
+fn v1_body(rows: &[Vec<f32>]) -> Body {
+    let bytes = serde_json::to_vec(&serde_json::json!({ "instances": rows })).unwrap_or_default();
+    Body { bytes: Bytes::from(bytes), json_len: None }
+}
+
+/// The v2 request for `rows`.
+fn v2_body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
     let features = rows.first().map_or(0, Vec::len);
     let shape = serde_json::json!([rows.len(), features]);
     let mut request = match args.body {
@@ -244,10 +306,80 @@ fn body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
     }
 }
 
+/// What an answer needs, besides its 200, to count as a success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Check {
+    /// v2: with a name, the body names that output.
+    V2 { expect_output: Option<String> },
+    /// v1: the body is JSON whose `predictions` array has one entry per row sent.
+    V1 { rows: usize },
+}
+
+impl Check {
+    fn new(args: &RunArgs) -> Self {
+        match args.protocol {
+            Protocol::V1 => Check::V1 { rows: args.rows },
+            Protocol::V2 => Check::V2 { expect_output: args.expect_output.clone() },
+        }
+    }
+}
+
+/// The length of a JSON array, counted without keeping its elements.
+#[derive(Debug)]
+struct ArrayLen(usize);
+
+impl<'de> Deserialize<'de> for ArrayLen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Debug)]
+        struct Count;
+        impl<'de> serde::de::Visitor<'de> for Count {
+            type Value = ArrayLen;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ArrayLen, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(ArrayLen(n))
+            }
+        }
+        deserializer.deserialize_seq(Count)
+    }
+}
+
+/// A v1 answer, as far as the check reads it.
+#[derive(Debug, Deserialize)]
+struct V1Answer {
+    predictions: ArrayLen,
+}
+
+/// `Err` with a short reason unless the answer is a 200 that passes `check`.
+fn check_answer(check: &Check, status: hyper::StatusCode, bytes: &[u8]) -> Result<(), String> {
+    let excerpt = || String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+    if status != 200 {
+        return Err(format!("{status}: {}", excerpt()));
+    }
+    match check {
+        Check::V2 { expect_output: Some(name) }
+            if !bytes.windows(name.len() + 2).any(|w| w[1..=name.len()] == *name.as_bytes()) =>
+        {
+            Err(format!("200 without output `{name}`"))
+        }
+        Check::V2 { .. } => Ok(()),
+        Check::V1 { rows } => match serde_json::from_slice::<V1Answer>(bytes) {
+            Ok(V1Answer { predictions: ArrayLen(n) }) if n == *rows => Ok(()),
+            Ok(V1Answer { predictions: ArrayLen(n) }) => Err(format!("200 with {n} predictions for {rows} rows")),
+            Err(e) => Err(format!("200 without a `predictions` array ({e}): {}", excerpt())),
+        },
+    }
+}
+
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Sends one request; `Err` with a short reason unless it is a 200 carrying `expect`.
-async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, expect: Option<&str>) -> Result<(), String> {
+/// Sends one request; `Err` with a short reason unless the answer passes `check`.
+async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, check: &Check) -> Result<(), String> {
     let mut request = hyper::Request::post(uri.clone()).header("content-type", "application/json");
     if let Some(n) = body.json_len {
         request =
@@ -257,15 +389,7 @@ async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, expect: Option
     let response = client.request(request).await.map_err(|e| format!("connection: {e}"))?;
     let status = response.status();
     let bytes = response.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-    if status != 200 {
-        return Err(format!("{status}: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(200)])));
-    }
-    if let Some(name) = expect
-        && !bytes.windows(name.len() + 2).any(|w| w[1..=name.len()] == *name.as_bytes())
-    {
-        return Err(format!("200 without output `{name}`"));
-    }
-    Ok(())
+    check_answer(check, status, &bytes)
 }
 
 fn histogram() -> Histogram<u64> {
@@ -310,23 +434,21 @@ impl Tally {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<Report> {
-    let path = match &args.version {
-        Some(v) => format!("{}/v2/models/{}/versions/{v}/infer", args.url.trim_end_matches('/'), args.model),
-        None => format!("{}/v2/models/{}/infer", args.url.trim_end_matches('/'), args.model),
-    };
+    check_args(&args)?;
+    let path = endpoint(&args);
     let uri: hyper::Uri = path.parse().with_context(|| format!("bad URL {path}"))?;
     let body = Arc::new(body(&args, &rows(&args)?));
-    let expect = args.expect_output.clone();
+    let check = Check::new(&args);
     // One request first: a wrong URL or model fails fast and clearly.
     let probe = Client::builder(TokioExecutor::new()).build_http();
-    send(&probe, &uri, &body, expect.as_deref()).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
+    send(&probe, &uri, &body, &check).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
 
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let end = measure_from + args.duration;
     let tally = match args.mode {
-        Mode::Closed => closed(&args, &uri, &body, expect, measure_from, end).await,
-        Mode::Open => open(&args, &uri, &body, expect, measure_from, end).await?,
+        Mode::Closed => closed(&args, &uri, &body, &check, measure_from, end).await,
+        Mode::Open => open(&args, &uri, &body, &check, measure_from, end).await?,
     };
     let seconds = args.duration.as_secs_f64();
     let h = &tally.latency;
@@ -336,6 +458,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
         label: args.label.clone().unwrap_or_else(|| args.url.clone()),
         url: args.url.clone(),
         model: args.model.clone(),
+        protocol: args.protocol,
         mode: args.mode,
         concurrency: args.concurrency,
         rate: (args.mode == Mode::Open).then_some(args.rate),
@@ -362,13 +485,13 @@ async fn closed(
     args: &RunArgs,
     uri: &hyper::Uri,
     body: &Arc<Body>,
-    expect: Option<String>,
+    check: &Check,
     measure_from: Instant,
     end: Instant,
 ) -> Tally {
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (uri, body, expect) = (uri.clone(), Arc::clone(body), expect.clone());
+        let (uri, body, check) = (uri.clone(), Arc::clone(body), check.clone());
         // Its own client: one keep-alive connection per task.
         let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
         tasks.push(tokio::spawn(async move {
@@ -378,7 +501,7 @@ async fn closed(
                 if t0 >= end {
                     return tally;
                 }
-                let outcome = send(&client, &uri, &body, expect.as_deref()).await;
+                let outcome = send(&client, &uri, &body, &check).await;
                 if t0 >= measure_from {
                     tally.record(t0.elapsed(), outcome);
                 }
@@ -398,7 +521,7 @@ async fn open(
     args: &RunArgs,
     uri: &hyper::Uri,
     body: &Arc<Body>,
-    expect: Option<String>,
+    check: &Check,
     measure_from: Instant,
     end: Instant,
 ) -> anyhow::Result<Tally> {
@@ -424,10 +547,10 @@ async fn open(
         let dispatched = Instant::now();
         match Arc::clone(&outstanding).try_acquire_owned() {
             Ok(permit) => {
-                let (client, uri, body, expect, tx) =
-                    (client.clone(), uri.clone(), Arc::clone(body), expect.clone(), tx.clone());
+                let (client, uri, body, check, tx) =
+                    (client.clone(), uri.clone(), Arc::clone(body), check.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let outcome = send(&client, &uri, &body, expect.as_deref()).await;
+                    let outcome = send(&client, &uri, &body, &check).await;
                     drop(permit);
                     if measured {
                         // From dispatch: waiting for a connection is part of it, the harness's timer tick is not.
@@ -452,8 +575,9 @@ async fn open(
 }
 
 fn markdown_header() -> &'static str {
-    "| server | mode | load | rows/request | body | req/s | rows/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n\
-     | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    "| server | protocol | mode | load | rows/request | body | req/s | rows/s | p50 ms | p90 ms | p99 ms | \
+     p99.9 ms | max ms | errors |\n\
+     | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 }
 
 fn markdown_row(r: &Report) -> String {
@@ -465,13 +589,21 @@ fn markdown_row(r: &Report) -> String {
         BodyKind::Json => "JSON",
         BodyKind::Binary => "binary",
     };
+    let protocol = protocol_name(r.protocol);
     let l = &r.latency_ms;
     format!(
-        "| {} | {:?} | {load} | {} | {body} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
-        r.label, r.mode, r.rows, r.throughput_rps, r.rows_per_s, l.p50, l.p90, l.p99, l.p999, l.max, r.errors
+        "| {} | {} | {:?} | {load} | {} | {body} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} |",
+        r.label, protocol, r.mode, r.rows, r.throughput_rps, r.rows_per_s, l.p50, l.p90, l.p99, l.p999, l.max, r.errors
     )
     .replace("Closed", "closed")
     .replace("Open", "open")
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::V2 => "v2",
+        Protocol::V1 => "v1",
+    }
 }
 
 fn read_reports(files: &[PathBuf]) -> anyhow::Result<Vec<Report>> {
@@ -548,7 +680,7 @@ fn scenario(r: &Report) -> String {
         Mode::Open => format!("{}/s", r.rate.unwrap_or(0.0)),
     };
     let body = if r.body == BodyKind::Binary { " bin" } else { "" };
-    format!("{} rows {load}{body}", r.rows)
+    format!("{} rows {load} {}{body}", r.rows, protocol_name(r.protocol))
 }
 
 fn escape(s: &str) -> String {
@@ -643,6 +775,7 @@ mod tests {
             label: "ferroserve".into(),
             url: "u".into(),
             model: "m".into(),
+            protocol: Protocol::V2,
             mode: Mode::Closed,
             concurrency: 16,
             rate: None,
@@ -658,9 +791,101 @@ mod tests {
         };
         assert_eq!(
             markdown_row(&r),
-            "| ferroserve | closed | 16 conn | 1 | JSON | 5 | 5 | 0.300 | 10.000 | 10.000 | 10.000 | 10.000 | 1 |"
+            "| ferroserve | v2 | closed | 16 conn | 1 | JSON | 5 | 5 | 0.300 | 10.000 | 10.000 | 10.000 | 10.000 | 1 |"
         );
-        let chart = svg(&[r.clone(), r]);
+        assert_eq!(markdown_header().lines().map(|l| l.matches('|').count()).collect::<Vec<_>>(), [15, 15]);
+        let v1 = Report { protocol: Protocol::V1, ..r.clone() };
+        assert!(markdown_row(&v1).starts_with("| ferroserve | v1 | closed |"), "{}", markdown_row(&v1));
+        assert_eq!((scenario(&r).as_str(), scenario(&v1).as_str()), ("1 rows 16c v2", "1 rows 16c v1"));
+        let chart = svg(&[r.clone(), v1.clone()]);
         assert!(chart.starts_with("<svg") && chart.matches("<rect").count() >= 6, "{chart}");
+        assert!(chart.contains("16c v1") && chart.contains("16c v2"), "{chart}");
+
+        // The protocol is in the JSON, and result files from before it existed read as v2.
+        let json = serde_json::to_value(&v1).unwrap();
+        assert_eq!(json["protocol"], "v1");
+        let mut old = serde_json::to_value(&r).unwrap();
+        old.as_object_mut().unwrap().remove("protocol");
+        assert_eq!(serde_json::from_value::<Report>(old).unwrap().protocol, Protocol::V2);
+    }
+
+    fn v1_args(extra: &[&str]) -> RunArgs {
+        RunArgs::parse_from(["x", "--model", "anomaly-detector", "--protocol", "v1"].iter().chain(extra))
+    }
+
+    #[test]
+    fn v2_stays_the_default() {
+        let a = RunArgs::parse_from(["x", "--model", "m", "--version", "3"]);
+        assert_eq!(a.protocol, Protocol::V2);
+        assert!(check_args(&a).is_ok());
+        assert_eq!(endpoint(&a), "http://127.0.0.1:8080/v2/models/m/versions/3/infer");
+        let a = RunArgs::parse_from(["x", "--model", "m", "--url", "http://127.0.0.1:9/", "--expect-output", "p"]);
+        assert_eq!(endpoint(&a), "http://127.0.0.1:9/v2/models/m/infer");
+        assert_eq!(Check::new(&a), Check::V2 { expect_output: Some("p".into()) });
+    }
+
+    #[test]
+    fn v1_posts_the_rows_as_instances_to_predict() {
+        let a = v1_args(&["--rows", "2", "--url", "http://127.0.0.1:8080/"]);
+        assert!(check_args(&a).is_ok());
+        assert_eq!(endpoint(&a), "http://127.0.0.1:8080/v1/models/anomaly-detector:predict");
+        assert!(endpoint(&a).parse::<hyper::Uri>().is_ok());
+        assert_eq!(Check::new(&a), Check::V1 { rows: 2 });
+
+        let sent = [vec![1.0, 2.0, 0.25], vec![3.0, 4.5, -1.0]];
+        let b = body(&a, &sent);
+        assert_eq!(b.json_len, None);
+        let v: serde_json::Value = serde_json::from_slice(&b.bytes).unwrap();
+        assert_eq!(v, serde_json::json!({"instances": [[1.0, 2.0, 0.25], [3.0, 4.5, -1.0]]}));
+        assert_eq!(std::str::from_utf8(&b.bytes).unwrap(), r#"{"instances":[[1.0,2.0,0.25],[3.0,4.5,-1.0]]}"#);
+        // The same rows v2 would send as `data`.
+        let v2 = body(&RunArgs { protocol: Protocol::V2, ..a.clone() }, &sent);
+        let v2: serde_json::Value = serde_json::from_slice(&v2.bytes).unwrap();
+        assert_eq!(v2["inputs"][0]["data"], v["instances"]);
+
+        // The CSV rows and --rows carry over unchanged.
+        let csv = std::env::temp_dir().join(format!("ferroserve-load-v1-{}.csv", std::process::id()));
+        std::fs::write(&csv, "a,b,c\n1,2,x\n3.5,4,y\n").unwrap();
+        let a = v1_args(&["--rows", "3", "--csv", csv.to_str().unwrap(), "--columns", "b,a"]);
+        let v: serde_json::Value = serde_json::from_slice(&body(&a, &rows(&a).unwrap()).bytes).unwrap();
+        std::fs::remove_file(&csv).unwrap();
+        assert_eq!(v, serde_json::json!({"instances": [[2.0, 1.0], [4.0, 3.5], [2.0, 1.0]]}));
+    }
+
+    #[test]
+    fn v1_refuses_v2_only_options() {
+        let e = check_args(&v1_args(&["--body", "binary"])).unwrap_err().to_string();
+        assert!(e.contains("--body binary") && e.contains("v1"), "{e}");
+        assert!(check_args(&v1_args(&["--body", "json"])).is_ok());
+        assert!(check_args(&v1_args(&["--version", "2"])).unwrap_err().to_string().contains("--version"));
+        assert!(check_args(&v1_args(&["--output", "predict"])).unwrap_err().to_string().contains("--output"));
+        assert!(check_args(&v1_args(&["--expect-output", "predict"])).is_err());
+    }
+
+    #[test]
+    fn v1_answers_need_a_prediction_per_row() {
+        let ok = hyper::StatusCode::OK;
+        let two = Check::V1 { rows: 2 };
+        assert_eq!(check_answer(&two, ok, br#"{"predictions": [1, -1]}"#), Ok(()));
+        assert_eq!(check_answer(&two, ok, br#"{"model_name": "m", "predictions": [[0.1, 0.9], {"a": [1]}]}"#), Ok(()));
+        assert_eq!(check_answer(&Check::V1 { rows: 1 }, ok, br#"{"predictions":[-1]}"#), Ok(()));
+        assert_eq!(check_answer(&two, ok, br#"{"predictions": [1]}"#), Err("200 with 1 predictions for 2 rows".into()));
+        for bad in [&br#"{"outputs": []}"#[..], br#"{"predictions": 1}"#, b"not json", b""] {
+            let e = check_answer(&two, ok, bad).unwrap_err();
+            assert!(e.starts_with("200 without a `predictions` array"), "{e}");
+        }
+        let e = check_answer(&two, hyper::StatusCode::NOT_FOUND, br#"{"error": "no model"}"#).unwrap_err();
+        assert_eq!(e, r#"404 Not Found: {"error": "no model"}"#);
+    }
+
+    #[test]
+    fn v2_answers_are_checked_as_before() {
+        let ok = hyper::StatusCode::OK;
+        let any = Check::V2 { expect_output: None };
+        assert_eq!(check_answer(&any, ok, b"{}"), Ok(()));
+        assert!(check_answer(&any, hyper::StatusCode::SERVICE_UNAVAILABLE, b"busy").unwrap_err().starts_with("503"));
+        let named = Check::V2 { expect_output: Some("predict".into()) };
+        assert_eq!(check_answer(&named, ok, br#"{"outputs":[{"name":"predict"}]}"#), Ok(()));
+        assert_eq!(check_answer(&named, ok, br#"{"outputs":[]}"#), Err("200 without output `predict`".into()));
     }
 }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cpu::CpuAutoencoder;
 use super::layer::{Lstm, LstmConfig, linear_time_major};
-use crate::error::{Error, Result};
-use crate::model::{Model, Signature, TensorSpec};
+use crate::error::{Error, InferError, InputError, Result};
+use crate::model::{Label, LabelOutput, Model, ModelKind, Signature, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 
 /// Standardisation applied to every time step before the network: `(x − mean) / scale` per feature
@@ -248,18 +248,18 @@ impl LstmAutoencoder {
     }
 
     /// Reads the request's one input into scaled float32 windows: `(values, b, t, input shape)`.
-    fn windows(&self, inputs: &[Tensor]) -> Result<(Vec<f32>, usize, usize)> {
+    fn windows(&self, inputs: &[Tensor]) -> Result<(Vec<f32>, usize, usize), InputError> {
         let f = self.cfg.n_features;
         let x = match inputs {
             [x] => x,
             _ => {
-                return Err(Error::Inputs(format!(
+                return Err(InputError::Inputs(format!(
                     "the request has {} inputs; this model takes one input of shape [B, T, {f}] (or [T, {f}] for one window)",
                     inputs.len()
                 )));
             }
         };
-        let shape_error = |reason: String| Error::Shape { input: x.name.clone(), reason };
+        let shape_error = |reason: String| InputError::Shape { input: x.name.clone(), reason };
         let (b, t) = match x.shape.as_slice() {
             [b, t, ff] if *ff == f => (*b, *t),
             [t, ff] if *ff == f => (1, *t),
@@ -276,13 +276,13 @@ impl LstmAutoencoder {
             return Err(shape_error("a window needs at least one time step".to_owned()));
         }
         if matches!(x.data, TensorData::Bytes(_)) {
-            return Err(Error::DataType {
+            return Err(InputError::DataType {
                 input: x.name.clone(),
                 expected: "FP32 or FP64".to_owned(),
                 got: x.datatype(),
             });
         }
-        let non_finite = |pos: usize, what: &str| Error::Value {
+        let non_finite = |pos: usize, what: &str| InputError::Value {
             input: x.name.clone(),
             reason: format!("contains {what} at window {}, step {}, feature {}", pos / (t * f), pos / f % t, pos % f),
         };
@@ -323,8 +323,12 @@ impl Model for LstmAutoencoder {
         &self.signature
     }
 
-    fn kind(&self) -> &'static str {
-        "lstm_autoencoder"
+    fn kind(&self) -> ModelKind {
+        ModelKind::LstmAutoencoder
+    }
+
+    fn label(&self) -> Option<LabelOutput> {
+        Some(LabelOutput::new("is_anomaly", Some(Label::Bool(true))))
     }
 
     fn is_compute_heavy(&self) -> bool {
@@ -332,10 +336,10 @@ impl Model for LstmAutoencoder {
         true
     }
 
-    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>> {
+    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>, InferError> {
         self.signature.check_outputs(outputs)?;
         let (x, b, t) = self.windows(inputs)?;
-        let y = if b == 0 { Vec::new() } else { self.reconstruct(x.clone(), b, t)? };
+        let y = if b == 0 { Vec::new() } else { self.reconstruct(x.clone(), b, t).map_err(InferError::compute)? };
         let f = self.cfg.n_features;
         let window = t * f;
         let mut errors = Vec::with_capacity(b);

@@ -14,8 +14,8 @@
 
 use super::trees::{compile, read_trees};
 use super::{Attrs, Estimator, Features, Labels, Precision, argmax, dim, kind_of, np_sum, tensor};
-use crate::error::Result;
-use crate::model::{Matrix, NonFinite, TabularInput, TensorSpec};
+use crate::error::{InferError, Result};
+use crate::model::{LabelOutput, Matrix, NonFinite, TabularInput, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 use crate::tree::FlatForest;
 
@@ -255,6 +255,9 @@ impl Estimator for GradientBoosting {
     fn kind(&self) -> &'static str {
         self.kind
     }
+    fn label(&self) -> Option<LabelOutput> {
+        self.classes.as_ref().and_then(Labels::label_output)
+    }
     fn input(&self) -> &TabularInput {
         &self.input
     }
@@ -265,7 +268,7 @@ impl Estimator for GradientBoosting {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let x = x.into_f32(input, NonFinite::Reject)?;
         let raw = self.raw(&x);
         let Some(classes) = &self.classes else {

@@ -10,8 +10,8 @@
 //! differently, which moves the last bit or two (far inside the 1e-9 relative parity tolerance).
 
 use super::{Attrs, Estimator, Features, Labels, Precision, argmax, dim, kind_of, np_sum, tensor};
-use crate::error::Result;
-use crate::model::{Matrix, NonFinite, TabularInput, TensorSpec};
+use crate::error::{InferError, Result};
+use crate::model::{LabelOutput, Matrix, NonFinite, TabularInput, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 
 /// `coef_` as `[rows, n_features]` and `intercept_` as `rows` values.
@@ -93,7 +93,7 @@ impl Estimator for LinearRegressor {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let x = x.into_f64(input, NonFinite::Reject)?;
         let y = scores(&x, &self.coef, &self.intercept);
         names.iter().map(|name| tensor(name, x.rows, None, TensorData::Fp64(y.clone()))).collect()
@@ -204,7 +204,10 @@ impl LogisticRegression {
 
 impl Estimator for LogisticRegression {
     fn kind(&self) -> &'static str {
-        "sklearn.LogisticRegression"
+        "LogisticRegression"
+    }
+    fn label(&self) -> Option<LabelOutput> {
+        self.classes.label_output()
     }
     fn input(&self) -> &TabularInput {
         &self.input
@@ -216,7 +219,7 @@ impl Estimator for LogisticRegression {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let x = x.into_f64(input, NonFinite::Reject)?;
         let scores = scores(&x, &self.coef, &self.intercept);
         names

@@ -33,8 +33,10 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::model::{Matrix, Model, NonFinite, Signature, TabularInput, TensorSpec, check_finite};
+use crate::error::{Error, InferError, InputError, Result};
+use crate::model::{
+    Label, LabelOutput, Matrix, Model, ModelKind, NonFinite, Signature, TabularInput, TensorSpec, check_finite,
+};
 use crate::pickle::{NdArray, Value};
 use crate::tensor::{DataType, Tensor, TensorData};
 
@@ -89,30 +91,30 @@ fn estimator(value: &Value, path: &Path) -> Result<Box<dyn Estimator>> {
     Ok(est)
 }
 
-/// The kind of a supported estimator class, as [`Model::kind`] reports it.
+/// The class name of a supported estimator, as [`ModelKind::Sklearn`] holds it.
 fn kind_of(class: &str) -> &'static str {
     match class {
-        "IsolationForest" => "sklearn.IsolationForest",
-        "RandomForestClassifier" => "sklearn.RandomForestClassifier",
-        "ExtraTreesClassifier" => "sklearn.ExtraTreesClassifier",
-        "DecisionTreeClassifier" => "sklearn.DecisionTreeClassifier",
-        "ExtraTreeClassifier" => "sklearn.ExtraTreeClassifier",
-        "RandomForestRegressor" => "sklearn.RandomForestRegressor",
-        "ExtraTreesRegressor" => "sklearn.ExtraTreesRegressor",
-        "DecisionTreeRegressor" => "sklearn.DecisionTreeRegressor",
-        "ExtraTreeRegressor" => "sklearn.ExtraTreeRegressor",
-        "GradientBoostingClassifier" => "sklearn.GradientBoostingClassifier",
-        "GradientBoostingRegressor" => "sklearn.GradientBoostingRegressor",
-        "LinearRegression" => "sklearn.LinearRegression",
-        "Ridge" => "sklearn.Ridge",
-        "Lasso" => "sklearn.Lasso",
-        "ElasticNet" => "sklearn.ElasticNet",
-        "LogisticRegression" => "sklearn.LogisticRegression",
-        "StandardScaler" => "sklearn.StandardScaler",
-        "MinMaxScaler" => "sklearn.MinMaxScaler",
-        "RobustScaler" => "sklearn.RobustScaler",
-        "Pipeline" => "sklearn.Pipeline",
-        _ => "sklearn",
+        "IsolationForest" => "IsolationForest",
+        "RandomForestClassifier" => "RandomForestClassifier",
+        "ExtraTreesClassifier" => "ExtraTreesClassifier",
+        "DecisionTreeClassifier" => "DecisionTreeClassifier",
+        "ExtraTreeClassifier" => "ExtraTreeClassifier",
+        "RandomForestRegressor" => "RandomForestRegressor",
+        "ExtraTreesRegressor" => "ExtraTreesRegressor",
+        "DecisionTreeRegressor" => "DecisionTreeRegressor",
+        "ExtraTreeRegressor" => "ExtraTreeRegressor",
+        "GradientBoostingClassifier" => "GradientBoostingClassifier",
+        "GradientBoostingRegressor" => "GradientBoostingRegressor",
+        "LinearRegression" => "LinearRegression",
+        "Ridge" => "Ridge",
+        "Lasso" => "Lasso",
+        "ElasticNet" => "ElasticNet",
+        "LogisticRegression" => "LogisticRegression",
+        "StandardScaler" => "StandardScaler",
+        "MinMaxScaler" => "MinMaxScaler",
+        "RobustScaler" => "RobustScaler",
+        "Pipeline" => "Pipeline",
+        _ => "estimator",
     }
 }
 
@@ -322,6 +324,20 @@ impl Labels {
         }
     }
 
+    /// The label output of a classifier with these classes: `predict`, whose positive class is the
+    /// second of two (scikit-learn's `pos_label` for binary problems); `None` for float classes, which
+    /// are values, not labels a client can send back.
+    pub(crate) fn label_output(&self) -> Option<LabelOutput> {
+        let positive = match self {
+            Labels::Float(_) => return None,
+            _ if self.len() != 2 => None,
+            Labels::Int(v) => Some(Label::Int(v[1])),
+            Labels::Bool(v) => Some(Label::Bool(v[1])),
+            Labels::Str(v) => Some(Label::Text(v[1].clone())),
+        };
+        Some(LabelOutput::new("predict", positive))
+    }
+
     /// The labels at `indices` (each below [`Self::len`]).
     pub(crate) fn take(&self, indices: &[usize]) -> TensorData {
         match self {
@@ -352,7 +368,7 @@ pub(crate) enum Precision {
 
 impl Features {
     /// As float32 (numpy's `astype(float32)`: round to nearest), checked against `allow`.
-    pub(crate) fn into_f32(self, input: &str, allow: NonFinite) -> Result<Matrix<f32>> {
+    pub(crate) fn into_f32(self, input: &str, allow: NonFinite) -> Result<Matrix<f32>, InputError> {
         let m = match self {
             Features::F32(m) => m,
             #[allow(clippy::cast_possible_truncation)]
@@ -363,7 +379,7 @@ impl Features {
     }
 
     /// As float64 (exact), checked against `allow`.
-    pub(crate) fn into_f64(self, input: &str, allow: NonFinite) -> Result<Matrix<f64>> {
+    pub(crate) fn into_f64(self, input: &str, allow: NonFinite) -> Result<Matrix<f64>, InputError> {
         let m = match self {
             Features::F64(m) => m,
             Features::F32(m) => {
@@ -378,8 +394,12 @@ impl Features {
 /// A fitted estimator computing on a feature matrix; the served [`SklearnModel`] and pipelines
 /// drive it.
 pub(crate) trait Estimator: Send + Sync + fmt::Debug {
-    /// [`Model::kind`].
+    /// The class name ([`ModelKind::Sklearn`]).
     fn kind(&self) -> &'static str;
+    /// [`Model::label`].
+    fn label(&self) -> Option<LabelOutput> {
+        None
+    }
     /// `n_features_in_` and `feature_names_in_`.
     fn input(&self) -> &TabularInput;
     /// What the estimator casts its input to.
@@ -388,9 +408,9 @@ pub(crate) trait Estimator: Send + Sync + fmt::Debug {
     fn outputs(&self) -> &[TensorSpec];
     /// Computes the outputs `names` (each one of [`Self::outputs`]) for `x`; `input` names the
     /// request input in errors.
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>>;
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError>;
     /// `transform`, for transformers (pipeline steps before the last); `None` for other estimators.
-    fn transform(&self, x: Features, input: &str) -> Option<Result<Matrix<f64>>> {
+    fn transform(&self, x: Features, input: &str) -> Option<Result<Matrix<f64>, InferError>> {
         let _ = (x, input);
         None
     }
@@ -430,11 +450,15 @@ impl Model for SklearnModel {
         &self.signature
     }
 
-    fn kind(&self) -> &'static str {
-        self.estimator.kind()
+    fn kind(&self) -> ModelKind {
+        ModelKind::Sklearn(self.estimator.kind())
     }
 
-    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>> {
+    fn label(&self) -> Option<LabelOutput> {
+        self.estimator.label()
+    }
+
+    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>, InferError> {
         self.signature.check_outputs(outputs)?;
         let default: Vec<String> = self.signature.default_output().map(str::to_owned).into_iter().collect();
         let names = if outputs.is_empty() { &default[..] } else { outputs };
@@ -499,12 +523,13 @@ pub(crate) fn np_sum(a: &[f64]) -> f64 {
 }
 
 /// A tensor of `rows` values, or `rows × cols` when `cols` is given.
-pub(crate) fn tensor(name: &str, rows: usize, cols: Option<usize>, data: TensorData) -> Result<Tensor> {
+pub(crate) fn tensor(name: &str, rows: usize, cols: Option<usize>, data: TensorData) -> Result<Tensor, InferError> {
     let shape = match cols {
         Some(c) => vec![rows, c],
         None => vec![rows],
     };
-    Tensor::new(name, shape, data)
+    // The estimator sized `data` itself: a mismatch is its failure, not the caller's.
+    Tensor::new(name, shape, data).map_err(InferError::compute)
 }
 
 #[cfg(test)]

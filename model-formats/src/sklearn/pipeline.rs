@@ -6,8 +6,8 @@
 //! its first step's (`n_features_in_`, `feature_names_in_`).
 
 use super::{Attrs, Estimator, Features, Precision, estimator};
-use crate::error::{Error, Result};
-use crate::model::{TabularInput, TensorSpec};
+use crate::error::{Error, InferError, Result};
+use crate::model::{LabelOutput, TabularInput, TensorSpec};
 use crate::pickle::Value;
 use crate::tensor::Tensor;
 
@@ -69,7 +69,10 @@ impl Pipeline {
 
 impl Estimator for Pipeline {
     fn kind(&self) -> &'static str {
-        "sklearn.Pipeline"
+        "Pipeline"
+    }
+    fn label(&self) -> Option<LabelOutput> {
+        self.last.label()
     }
     fn input(&self) -> &TabularInput {
         self.first().input()
@@ -81,11 +84,11 @@ impl Estimator for Pipeline {
         self.last.outputs()
     }
 
-    fn run(&self, mut x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, mut x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         for t in &self.transformers {
             // Pipeline::read keeps only transformers before the last step.
             let m =
-                t.transform(x, input).ok_or_else(|| Error::invalid("", format!("{} cannot transform", t.kind())))?;
+                t.transform(x, input).ok_or_else(|| InferError::compute(format!("{} cannot transform", t.kind())))?;
             x = Features::F64(m?);
         }
         self.last.run(x, input, names)

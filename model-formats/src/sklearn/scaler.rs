@@ -8,7 +8,7 @@
 //! Float32 requests are widened to float64 (scikit-learn would keep a float32 array float32).
 
 use super::{Attrs, Estimator, Features, Precision, dim, kind_of, tensor};
-use crate::error::Result;
+use crate::error::{InferError, Result};
 use crate::model::{Matrix, NonFinite, TabularInput, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 
@@ -121,12 +121,12 @@ impl Estimator for Scaler {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let y = self.apply(x.into_f64(input, NonFinite::AllowNan)?);
         names.iter().map(|name| tensor(name, y.rows, Some(y.cols), TensorData::Fp64(y.data.clone()))).collect()
     }
 
-    fn transform(&self, x: Features, input: &str) -> Option<Result<Matrix<f64>>> {
-        Some(x.into_f64(input, NonFinite::AllowNan).map(|m| self.apply(m)))
+    fn transform(&self, x: Features, input: &str) -> Option<Result<Matrix<f64>, InferError>> {
+        Some(x.into_f64(input, NonFinite::AllowNan).map(|m| self.apply(m)).map_err(InferError::from))
     }
 }

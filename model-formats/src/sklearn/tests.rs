@@ -147,7 +147,7 @@ fn linear_regression_predicts_and_refuses_nan() {
         ],
     );
     let m = load(&lr).unwrap();
-    assert_eq!(m.kind(), "sklearn.LinearRegression");
+    assert_eq!(m.kind(), ModelKind::Sklearn("LinearRegression"));
     assert_eq!(m.signature().inputs[0].datatype, DataType::Fp64);
     let out = m.infer(&[x("x", vec![2, 2], &[1.0, 1.0, 3.0, 0.0])], &[]).unwrap();
     assert_eq!(out[0].name, "predict");
@@ -255,7 +255,9 @@ fn pipelines_skip_passthrough_and_check_widths() {
     ])));
     let p = object("sklearn.pipeline", "Pipeline", vec![], &[("steps", steps)]);
     let m = load(&p).unwrap();
-    assert_eq!(m.kind(), "sklearn.Pipeline");
+    assert_eq!(m.kind(), ModelKind::Sklearn("Pipeline"));
+    // A binary classifier's positive class is its second class, as scikit-learn's `pos_label`.
+    assert_eq!(m.label(), Some(LabelOutput::new("predict", Some(Label::Text("yes".to_owned())))));
     // The first step (the scaler) decides the input type.
     assert_eq!(m.signature().inputs[0].datatype, DataType::Fp64);
     // x = 0.4 → 0.45 → left ("no"); x = 10 → clipped to 1.0 → right ("yes").

@@ -17,8 +17,8 @@
 use std::rc::Rc;
 
 use super::{Attrs, Estimator, Features, Labels, Precision, argmax, dim, kind_of, np_sum, tensor};
-use crate::error::{Error, Result};
-use crate::model::{NonFinite, TabularInput, TensorSpec};
+use crate::error::{Error, InferError, Result};
+use crate::model::{Label, LabelOutput, NonFinite, TabularInput, TensorSpec};
 use crate::pickle::{NdArray, Value};
 use crate::tensor::{DataType, Tensor, TensorData};
 use crate::tree::{Contamination, DecisionTree, FlatForest, IsolationForest, IsolationForestParams};
@@ -245,6 +245,9 @@ impl Estimator for ForestClassifier {
     fn kind(&self) -> &'static str {
         self.kind
     }
+    fn label(&self) -> Option<LabelOutput> {
+        self.classes.label_output()
+    }
     fn input(&self) -> &TabularInput {
         &self.input
     }
@@ -255,7 +258,7 @@ impl Estimator for ForestClassifier {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let x = x.into_f32(input, self.nan)?;
         let c = self.classes.len();
         let n_trees = self.flat.n_trees();
@@ -346,7 +349,7 @@ impl Estimator for ForestRegressor {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let x = x.into_f32(input, self.nan)?;
         let n_trees = self.flat.n_trees();
         #[allow(clippy::cast_precision_loss)]
@@ -431,7 +434,10 @@ pub(crate) fn isolation_forest(obj: &Attrs<'_>) -> Result<IsolationForestModel> 
 
 impl Estimator for IsolationForestModel {
     fn kind(&self) -> &'static str {
-        "sklearn.IsolationForest"
+        "IsolationForest"
+    }
+    fn label(&self) -> Option<LabelOutput> {
+        Some(LabelOutput::new("predict", Some(Label::Int(-1))))
     }
     fn input(&self) -> &TabularInput {
         &self.input
@@ -443,7 +449,7 @@ impl Estimator for IsolationForestModel {
         &self.outputs
     }
 
-    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>> {
+    fn run(&self, x: Features, input: &str, names: &[String]) -> Result<Vec<Tensor>, InferError> {
         let x = x.into_f32(input, self.nan)?;
         let scores = self.forest.score_samples(&x);
         let offset = self.forest.params().offset;

@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DecisionTree, FlatForest};
-use crate::error::{Error, Result};
-use crate::model::{Matrix, Model, Signature, TabularInput, TensorSpec};
+use crate::error::{Error, InferError, Result};
+use crate::model::{Label, LabelOutput, Matrix, Model, ModelKind, Signature, TabularInput, TensorSpec};
 use crate::tensor::{DataType, Tensor, TensorData};
 
 /// The Euler–Mascheroni constant (`numpy.euler_gamma`).
@@ -270,11 +270,15 @@ impl Model for IsolationForest {
         &self.signature
     }
 
-    fn kind(&self) -> &'static str {
-        "isolation_forest"
+    fn kind(&self) -> ModelKind {
+        ModelKind::IsolationForest
     }
 
-    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>> {
+    fn label(&self) -> Option<LabelOutput> {
+        Some(LabelOutput::new("predict", Some(Label::Int(-1))))
+    }
+
+    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>, InferError> {
         self.signature.check_outputs(outputs)?;
         let x = self.input.to_f32(inputs)?;
         let scores = self.score_samples(&x);
@@ -291,7 +295,7 @@ impl Model for IsolationForest {
                         scores.iter().map(|s| if s - self.params.offset < 0.0 { -1 } else { 1 }).collect(),
                     ),
                 };
-                Tensor::new(name.clone(), vec![n], data)
+                Ok(Tensor::new(name.clone(), vec![n], data)?)
             })
             .collect()
     }

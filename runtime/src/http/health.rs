@@ -6,8 +6,8 @@
 use axum::Json;
 use axum::extract::State;
 
-use super::{ModelPath, VersionParams};
-use crate::error::ApiError;
+use crate::api_error::ApiError;
+use crate::inference::{ModelRef, Purpose, resolve};
 use crate::protocol::v2::{LiveResponse, ModelReadyResponse, ReadyResponse};
 use crate::state::AppState;
 
@@ -22,27 +22,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<ReadyRes
     Ok(Json(ReadyResponse { ready: true }))
 }
 
-/// `GET /v2/models/{model_name}/ready`.
+/// `GET /v2/models/{model_name}[/versions/{model_version}]/ready`.
 pub(crate) async fn model_ready(
     State(state): State<AppState>,
-    ModelPath(model_name): ModelPath<String>,
+    model: ModelRef,
 ) -> Result<Json<ModelReadyResponse>, ApiError> {
-    check(&state, model_name, None)
-}
-
-/// `GET /v2/models/{model_name}/versions/{model_version}/ready`.
-pub(crate) async fn model_version_ready(
-    State(state): State<AppState>,
-    ModelPath(p): ModelPath<VersionParams>,
-) -> Result<Json<ModelReadyResponse>, ApiError> {
-    check(&state, p.model_name, Some(&p.model_version))
-}
-
-fn check(state: &AppState, name: String, version: Option<&str>) -> Result<Json<ModelReadyResponse>, ApiError> {
-    let snapshot = state.store().snapshot(&name)?;
-    match version {
-        Some(v) => snapshot.resolve(Some(v))?,
-        None => snapshot.resolve_default()?,
-    };
-    Ok(Json(ModelReadyResponse { name, ready: true }))
+    resolve(&state, &model, Purpose::Describe)?;
+    Ok(Json(ModelReadyResponse { name: model.model, ready: true }))
 }

@@ -2,10 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 
-use super::{ModelPath, VersionParams};
-use crate::error::ApiError;
+use crate::api_error::ApiError;
+use crate::inference::{ModelRef, Purpose, resolve};
 use crate::protocol::v2::{ModelMetadataResponse, ServerMetadataResponse, binary};
 use crate::state::AppState;
 
@@ -21,39 +20,21 @@ pub(crate) async fn server() -> Json<ServerMetadataResponse> {
     })
 }
 
-/// `GET /v2/models/{model_name}`: the default version's signature.
-/// A `x-model-version` header pins the version described.
+/// `GET /v2/models/{model_name}[/versions/{model_version}]`: the version's signature (the default
+/// version's, unless the path or a `x-model-version` header names one).
 pub(crate) async fn model(
     State(state): State<AppState>,
-    ModelPath(model_name): ModelPath<String>,
-    headers: HeaderMap,
+    model: ModelRef,
 ) -> Result<Json<ModelMetadataResponse>, ApiError> {
-    let version = super::requested_version(&headers, None)?;
-    describe(&state, model_name, version.as_deref())
-}
-
-/// `GET /v2/models/{model_name}/versions/{model_version}`.
-pub(crate) async fn model_version(
-    State(state): State<AppState>,
-    ModelPath(p): ModelPath<VersionParams>,
-) -> Result<Json<ModelMetadataResponse>, ApiError> {
-    describe(&state, p.model_name, Some(&p.model_version))
-}
-
-fn describe(state: &AppState, name: String, version: Option<&str>) -> Result<Json<ModelMetadataResponse>, ApiError> {
-    let snapshot = state.store().snapshot(&name)?;
     // Describing the default must not count towards the canary split.
-    let model = match version {
-        Some(v) => snapshot.resolve(Some(v))?,
-        None => snapshot.resolve_default()?,
-    }
-    .model();
-    let signature = model.signature();
+    let (snapshot, version) = resolve(&state, &model, Purpose::Describe)?;
+    let m = version.model();
+    let signature = m.signature();
     Ok(Json(ModelMetadataResponse {
         versions: snapshot.version_names(),
-        platform: format!("ferroserve/{}", model.kind()),
+        platform: format!("ferroserve/{}", m.kind()),
         inputs: signature.inputs.clone(),
         outputs: signature.outputs.clone(),
-        name,
+        name: model.model,
     }))
 }

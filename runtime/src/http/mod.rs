@@ -1,6 +1,7 @@
-//! The v2 REST handlers and the middleware around them.
+//! The REST handlers (KServe v1 and v2) and the middleware around them.
 //!
-//! Handlers only translate: HTTP in, a store lookup or a model call, HTTP out. Every failure is an
+//! Handlers only translate: HTTP in, a store lookup or a call to the inference core
+//! ([`crate::inference`]), HTTP out. Every failure is an
 //! [`ApiError`], so every error body, including those of unknown routes, bad paths and rejected
 //! bodies, is `{"error": "<message>"}`.
 
@@ -9,60 +10,41 @@ pub(crate) mod infer;
 pub(crate) mod metadata;
 pub(crate) mod observe;
 pub(crate) mod repository;
+pub(crate) mod v1;
 
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request};
-use axum::http::{Method, Uri};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
-use serde::Deserialize;
 use tower::BoxError;
 use tracing::{Span, debug, error, warn};
 
-use crate::error::{ApiError, InternalCause};
+use crate::api_error::{ApiError, InternalCause};
+use crate::state::AppState;
 
 /// `axum::extract::Path` with a JSON-shaped rejection.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct ModelPath<T>(pub T);
 
-/// The parameters of a `/v2/models/{model_name}/versions/{model_version}/…` route.
-#[derive(Debug, Deserialize)]
-pub(crate) struct VersionParams {
-    pub model_name: String,
-    pub model_version: String,
-}
+/// The request body, with over-limit bodies answered by a JSON 413.
+#[derive(Debug)]
+pub(crate) struct RawBody(pub Bytes);
 
-/// The header that pins the version of a request to `/v2/models/{m}/…` routes without one.
-pub const MODEL_VERSION_HEADER: &str = "x-model-version";
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
 
-/// The version a request asks for: the path's, else the `x-model-version` header's.
-///
-/// # Errors
-/// 400 when the header is repeated, empty or not text, or names another version than the path.
-pub(crate) fn requested_version(
-    headers: &axum::http::HeaderMap,
-    path: Option<String>,
-) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all(MODEL_VERSION_HEADER).iter();
-    let Some(value) = values.next() else {
-        return Ok(path);
-    };
-    let bad = |why: &str| ApiError::BadRequest(format!("the {MODEL_VERSION_HEADER} header {why}"));
-    if values.next().is_some() {
-        return Err(bad("is repeated"));
-    }
-    let header = value.to_str().map_err(|_| bad("is not text"))?.trim();
-    if header.is_empty() {
-        return Err(bad("is empty"));
-    }
-    match path {
-        Some(p) if !ferroserve_formats::serving::same_version(&p, header) => {
-            Err(bad(&format!("asks for version `{header}` but the path for `{p}`")))
-        }
-        Some(p) => Ok(Some(p)),
-        None => Ok(Some(header.to_owned())),
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state).await.map(RawBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit: state.limits().max_body_bytes }
+            } else {
+                ApiError::BadRequest(format!("cannot read the request body: {}", rejection.body_text()))
+            }
+        })
     }
 }
 

@@ -8,10 +8,11 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::{ModelPath, VersionParams};
+use super::ModelPath;
+use crate::api_error::ApiError;
 use crate::drift::DriftReport;
-use crate::error::ApiError;
 use crate::feedback::{FeedbackError, FeedbackItem, FeedbackResponse};
+use crate::inference::{ModelRef, Purpose, resolve};
 use crate::state::AppState;
 
 /// `GET /metrics`: the Prometheus text format.
@@ -30,36 +31,19 @@ pub(crate) struct DriftResponse {
     report: DriftReport,
 }
 
-/// `GET /v2/models/{model_name}/drift`: the default version's input drift.
-pub(crate) async fn drift(
-    State(state): State<AppState>,
-    ModelPath(model_name): ModelPath<String>,
-) -> Result<Json<DriftResponse>, ApiError> {
-    drift_of(&state, model_name, None)
-}
-
-/// `GET /v2/models/{model_name}/versions/{model_version}/drift`.
-pub(crate) async fn drift_version(
-    State(state): State<AppState>,
-    ModelPath(p): ModelPath<VersionParams>,
-) -> Result<Json<DriftResponse>, ApiError> {
-    drift_of(&state, p.model_name, Some(&p.model_version))
-}
-
-fn drift_of(state: &AppState, model: String, version: Option<&str>) -> Result<Json<DriftResponse>, ApiError> {
-    let snapshot = state.store().snapshot(&model)?;
-    let v = match version {
-        Some(v) => snapshot.resolve(Some(v))?,
-        None => snapshot.resolve_default()?,
-    };
+/// `GET /v2/models/{model_name}[/versions/{model_version}]/drift`: the input drift of the default
+/// version, or of the version the path or a `x-model-version` header names.
+pub(crate) async fn drift(State(state): State<AppState>, model: ModelRef) -> Result<Json<DriftResponse>, ApiError> {
+    let (_, v) = resolve(&state, &model, Purpose::Describe)?;
     let Some(window) = v.drift() else {
         return Err(ApiError::NotFound(format!(
-            "model `{model}` version `{}` has no reference distribution: add `reference_distribution` to its \
+            "model `{}` version `{}` has no reference distribution: add `reference_distribution` to its \
              metadata.json (ferroserve-train writes it), or drift tracking is off (--drift_window 0)",
+            model.model,
             v.name()
         )));
     };
-    Ok(Json(DriftResponse { model, version: v.name().to_owned(), report: window.report() }))
+    Ok(Json(DriftResponse { model: model.model, version: v.name().to_owned(), report: window.report() }))
 }
 
 /// `POST /v2/models/{model_name}/feedback`: `{"id", "labels"}` or an array of them.

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 
 use super::ModelPath;
-use crate::error::ApiError;
+use crate::api_error::ApiError;
 use crate::protocol::v2::{
     ModelVersionState, RepositoryIndexEntry, RepositoryIndexRequest, RepositoryLoadResponse, RepositoryUnloadResponse,
 };

@@ -24,7 +24,7 @@ enum LoadError {
     #[error(transparent)]
     Artifact(#[from] ferroserve_formats::Error),
     #[error("warm-up inference failed: {0}")]
-    WarmUp(ferroserve_formats::Error),
+    WarmUp(ferroserve_formats::InferError),
     #[error("loading panicked: {0}")]
     Panicked(String),
 }
@@ -204,7 +204,7 @@ fn load_version(
     info!(
         model = %model_name,
         version = %version,
-        kind = model.kind(),
+        kind = %model.kind(),
         path = %path.display(),
         elapsed_ms = elapsed_ms(started),
         "model version loaded"
@@ -257,7 +257,7 @@ fn bare_version_name(dir: &Path, metadata: Option<&ModelMetadata>) -> String {
 }
 
 /// Runs the model once on zeros of its declared inputs, with variable dimensions set to 1.
-fn warm_up(model: &dyn Model) -> ferroserve_formats::Result<()> {
+fn warm_up(model: &dyn Model) -> Result<(), ferroserve_formats::InferError> {
     let mut inputs = Vec::new();
     for spec in &model.signature().inputs {
         let shape: Vec<usize> = spec.shape.iter().map(|&d| usize::try_from(d).unwrap_or(1)).collect();
@@ -302,7 +302,7 @@ mod tests {
     use ferroserve_formats::{LoadOptions, NativeModel};
 
     use super::*;
-    use crate::config::ModelSource;
+    use crate::store::ModelSource;
     use crate::store::{ModelState, ModelStore};
 
     fn load_model_dir(name: &str, dir: &Path, _: &LoadOptions) -> ModelSnapshot {
@@ -390,12 +390,12 @@ mod tests {
             fn signature(&self) -> &ferroserve_formats::Signature {
                 &self.0
             }
-            fn kind(&self) -> &'static str {
-                "refuses"
+            fn kind(&self) -> ferroserve_formats::ModelKind {
+                ferroserve_formats::ModelKind::Other("refuses")
             }
-            fn infer(&self, inputs: &[Tensor], _: &[String]) -> ferroserve_formats::Result<Vec<Tensor>> {
+            fn infer(&self, inputs: &[Tensor], _: &[String]) -> Result<Vec<Tensor>, ferroserve_formats::InferError> {
                 assert_eq!(inputs[0].shape, vec![1, 3], "variable dimensions become 1");
-                Err(ferroserve_formats::Error::Inputs("no".into()))
+                Err(ferroserve_formats::InputError::Inputs("no".into()).into())
             }
         }
         let sig = ferroserve_formats::Signature {

@@ -22,8 +22,8 @@
 
 mod load;
 mod policy;
-pub(crate) mod watch;
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,14 +40,29 @@ pub(crate) use load::zeros;
 pub use policy::VersionPolicy;
 
 use crate::batch::{BatchConfig, Batcher};
-use crate::config::ModelSource;
 use crate::drift::{DriftConfig, DriftWindow};
 use crate::error::Error;
-use crate::metrics::{Metrics, VersionMetrics};
 
 /// The files of a version folder as last seen (name, length, modification time): a version is
 /// reloaded when they change.
 pub(crate) type Fingerprint = Vec<(String, u64, i128)>;
+
+/// Where the served models come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// One model folder served under one name (`--model_name`, `--model_dir`).
+    Single {
+        /// The served name.
+        name: String,
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// Every visible sub-folder of `root`, each served under its folder's name (`--model_repository`).
+    Repository {
+        /// The repository folder.
+        root: PathBuf,
+    },
+}
 
 /// One loaded, servable version of a model.
 #[derive(Debug, Clone)]
@@ -61,8 +76,9 @@ pub struct LoadedVersion {
     batcher: Option<Batcher>,
     load_seconds: Option<f64>,
     drift: Option<Arc<DriftWindow>>,
-    /// The request-path metric handles, and the identity of the registry they belong to.
-    metrics: std::sync::OnceLock<(usize, Arc<VersionMetrics>)>,
+    /// What a front-end attaches to the version once (its metric handles), with the identity of the
+    /// owner it belongs to; the store knows nothing of what it is.
+    attached: std::sync::OnceLock<(usize, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl LoadedVersion {
@@ -80,7 +96,7 @@ impl LoadedVersion {
             batcher: None,
             load_seconds: None,
             drift: None,
-            metrics: std::sync::OnceLock::new(),
+            attached: std::sync::OnceLock::new(),
         }
     }
 
@@ -104,16 +120,19 @@ impl LoadedVersion {
         self.load_seconds
     }
 
-    /// The version's metric handles in `metrics`, made by `make` the first time.
-    pub(crate) fn metrics_with(
-        &self,
-        metrics: &Arc<Metrics>,
-        make: impl Fn() -> Arc<VersionMetrics>,
-    ) -> Arc<VersionMetrics> {
-        let id = Arc::as_ptr(metrics) as usize;
-        let (owner, cached) = self.metrics.get_or_init(|| (id, make()));
-        // A version served through two registries (tests, embedding) gets uncached handles in the second.
-        if *owner == id { Arc::clone(cached) } else { make() }
+    /// The value `owner` attached to this version, made by `make` the first time: how the metrics
+    /// registry caches a version's handles without the store depending on it.
+    pub(crate) fn attached<O, T>(&self, owner: &Arc<O>, make: impl Fn() -> Arc<T>) -> Arc<T>
+    where
+        T: Any + Send + Sync,
+    {
+        let id = Arc::as_ptr(owner).cast::<()>() as usize;
+        let (first, cached) = self.attached.get_or_init(|| (id, make() as Arc<dyn Any + Send + Sync>));
+        // A version served through two owners (tests, embedding) gets uncached values in the second.
+        match Arc::clone(cached).downcast::<T>() {
+            Ok(value) if *first == id => value,
+            _ => make(),
+        }
     }
 
     /// Batches concurrent requests to this version as `config` says, when batching is on and the

@@ -33,11 +33,11 @@ impl Model for Echo {
         &self.0
     }
 
-    fn kind(&self) -> &'static str {
-        "echo"
+    fn kind(&self) -> ferroserve_formats::ModelKind {
+        ferroserve_formats::ModelKind::Other("echo")
     }
 
-    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> ferroserve_formats::Result<Vec<Tensor>> {
+    fn infer(&self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>, ferroserve_formats::InferError> {
         if outputs.is_empty() {
             return Ok(inputs.to_vec());
         }
@@ -46,7 +46,7 @@ impl Model for Echo {
             .iter()
             .map(|name| {
                 inputs.iter().find(|t| &t.name == name).cloned().ok_or_else(|| {
-                    ferroserve_formats::Error::UnknownOutput { name: name.clone(), available: available() }
+                    ferroserve_formats::InputError::UnknownOutput { name: name.clone(), available: available() }.into()
                 })
             })
             .collect()

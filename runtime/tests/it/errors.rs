@@ -96,9 +96,9 @@ async fn unknown_models_versions_and_routes_are_404_json() {
     let (status, json) = post(&app, "/v2/models/anomaly-detector/versions/v3/infer", request).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(message(&json), "model `anomaly-detector` has no version `v3`; loaded versions: v1, v2");
-    let (status, json) = get(&app, "/v1/models/anomaly-detector").await;
+    let (status, json) = get(&app, "/v3/models/anomaly-detector").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(message(&json).starts_with("no route for GET /v1/models/anomaly-detector"), "{json}");
+    assert!(message(&json).starts_with("no route for GET /v3/models/anomaly-detector"), "{json}");
     let (status, json) = get(&app, INFER).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(message(&json), "method GET is not allowed for /v2/models/anomaly-detector/infer");
@@ -133,13 +133,13 @@ impl Model for Broken {
         &self.signature
     }
 
-    fn kind(&self) -> &'static str {
-        "broken"
+    fn kind(&self) -> ferroserve_formats::ModelKind {
+        ferroserve_formats::ModelKind::Other("broken")
     }
 
-    fn infer(&self, _: &[Tensor], _: &[String]) -> ferroserve_formats::Result<Vec<Tensor>> {
+    fn infer(&self, _: &[Tensor], _: &[String]) -> Result<Vec<Tensor>, ferroserve_formats::InferError> {
         assert!(!self.panics, "secret panic detail");
-        Err(ferroserve_formats::Error::InvalidModel { path: "/secret/model.safetensors".into(), reason: "bad".into() })
+        Err(ferroserve_formats::InferError::Compute("/secret/model.safetensors: bad".into()))
     }
 }
 

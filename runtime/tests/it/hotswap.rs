@@ -464,7 +464,7 @@ async fn reload_rules() {
     save(&dir.join("v2"), &v2(), None);
     let s = store.reload("m", Reload::Everything).await.unwrap();
     assert!(!Arc::ptr_eq(&first.versions()[0], &s.versions()[0]));
-    assert_eq!(s.versions()[1].model().kind(), "isolation_forest");
+    assert_eq!(s.versions()[1].model().kind(), ferroserve_formats::ModelKind::IsolationForest);
     assert_eq!(s.failures().len(), 1, "v3 is still broken");
     let stats = store.stats("m").unwrap();
     assert_eq!(stats.loads.load(Ordering::Relaxed), 2 + 2, "v1 and v2 at first, both again");

@@ -17,4 +17,5 @@ mod metadata;
 mod observability;
 mod socket;
 mod support;
+mod v1;
 mod validate;

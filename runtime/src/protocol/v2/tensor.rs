@@ -63,10 +63,10 @@ impl From<Tensor> for InferTensor {
 }
 
 impl TryFrom<InferTensor> for Tensor {
-    type Error = ferroserve_formats::Error;
+    type Error = ferroserve_formats::InputError;
 
     /// # Errors
-    /// [`ferroserve_formats::Error::Shape`] (a client error) when the shape does not hold the data;
+    /// [`ferroserve_formats::InputError::Shape`] when the shape does not hold the data;
     /// a decoded tensor always does.
     fn try_from(t: InferTensor) -> Result<Self, Self::Error> {
         Tensor::new(t.name, t.shape, t.data)

@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::{ModelStore, Reload};
 use crate::config::{WatchConfig, WatchMode};
 use crate::error::Error;
+use crate::store::{ModelStore, Reload};
 
 /// What the filesystem told the watcher.
 #[derive(Debug)]
