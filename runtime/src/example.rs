@@ -5,16 +5,18 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use ferroserve_formats::tensor::element_count;
-use ferroserve_formats::{DataType, TensorData};
+use ferroserve_formats::{DataType, Tensor, TensorData};
 
+use crate::protocol::v1::InstancesBody;
 use crate::protocol::v2::{InferRequest, InferTensor};
 use crate::store::{LoadedVersion, ModelStore, zeros};
 
 /// Models whose example input would be larger than this many elements get no example line.
 const MAX_EXAMPLE_ELEMENTS: usize = 1024;
 
-/// One `curl` command per ready model, for an inference against the server listening on `addr`
-/// (`127.0.0.1` when it listens on every address).
+/// `curl` commands for an inference on each ready model, against the server listening on `addr`
+/// (`127.0.0.1` when it listens on every address): the Open Inference Protocol's (v2), then, for models
+/// with one input, KServe v1's.
 pub fn curl_examples(store: &ModelStore, addr: SocketAddr) -> Vec<String> {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -26,15 +28,25 @@ pub fn curl_examples(store: &ModelStore, addr: SocketAddr) -> Vec<String> {
         .snapshots()
         .into_iter()
         .filter_map(|snapshot| {
-            let name = snapshot.name();
+            let name = path_segment(snapshot.name());
             let request = example_request(snapshot.default_version()?)?;
             let body = serde_json::to_string(&request).ok()?;
-            Some(format!(
-                "curl -s {base}/v2/models/{}/infer -H 'content-type: application/json' -d '{}'",
-                path_segment(name),
+            let mut lines = vec![format!(
+                "curl -s {base}/v2/models/{name}/infer -H 'content-type: application/json' -d '{}'",
                 body.replace('\'', r"'\''")
-            ))
+            )];
+            if let [input] = request.inputs.as_slice()
+                && let Ok(tensor) = Tensor::try_from(input.clone())
+                && let Ok(v1) = serde_json::to_string(&InstancesBody(&tensor))
+            {
+                lines.push(format!(
+                    "curl -s {base}/v1/models/{name}:predict -H 'content-type: application/json' -d '{}'",
+                    v1.replace('\'', r"'\''")
+                ));
+            }
+            Some(lines)
         })
+        .flatten()
         .collect()
 }
 

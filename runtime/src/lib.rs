@@ -1,4 +1,4 @@
-//! Ferroserve's server: the KServe v2 Open Inference Protocol over HTTP, serving the models of
+//! Ferroserve's server: KServe v1 and the v2 Open Inference Protocol over HTTP, serving the models of
 //! `ferroserve-formats` from a model folder or repository.
 //!
 //! The binary is thin: `Args` → [`Config`] → [`telemetry::init`] → bind → [`serve`]. Everything is
@@ -9,10 +9,18 @@
 //! - [`config`]: command-line flags ([`Args`]) and their validated form ([`Config`]).
 //! - [`protocol::v2`]: the v2 wire types, defined once; tensor `data` decodes straight into typed buffers,
 //!   from JSON or from the binary tensor data extension ([`protocol::v2::binary`]).
+//! - [`protocol::v1`]: KServe v1's `instances` (rows, records, pandas forms) and `predictions`.
+//! - [`inference`]: the inference core every front-end shares (version choice, accounting, the model call,
+//!   drift and feedback).
 //! - [`store`]: [`ModelStore`], every served model as an `ArcSwap` of its loaded versions; loading,
 //!   warm-up and readiness.
 //! - [`state`]: [`AppState`] (the store and the request [`Limits`]) shared by the handlers.
-//! - `http`: the handlers (`health`, `metadata`, `infer`) and the middleware.
+//! - `http`: the REST handlers (v2 `health`, `metadata`, `infer`, `observe`, `repository`; `v1`) and the
+//!   middleware.
+//! - [`batch`]: dynamic batching for models that gain from it.
+//! - [`metrics`], [`drift`], [`feedback`]: Prometheus metrics, input drift, accuracy from feedback.
+//! - `watch`: the model folders' watcher (events and polling), which reloads the store.
+//! - [`validate`]: `ferroserve validate`, post-deployment checks against a running server.
 //! - [`error`]: [`Error`], what stops the server from starting.
 //! - [`api_error`]: [`ApiError`], why a request fails, and the one owner of statuses.
 //! - [`example`]: the ready-to-paste `curl` lines printed at startup.
@@ -58,9 +66,9 @@ pub use error::Error;
 pub use state::{AppState, Limits};
 pub use store::{LoadedVersion, ModelSnapshot, ModelStore, Reload, StoreConfig, VersionPolicy};
 
-/// The v2 REST router over `state`.
+/// The REST router over `state`: KServe v1 and v2.
 ///
-/// Model routes (metadata and inference) are bounded: at most `max_concurrency` at once, the rest
+/// Model routes (metadata and inference, v1 `:predict` included) are bounded: at most `max_concurrency` at once, the rest
 /// shed with 503 instead of queueing, and each limited to `request_timeout` (503). Health routes and
 /// `GET /v2` are not, so that probes answer under any load. Every response outside the handlers
 /// (unknown route, wrong method, body too large) is JSON `{"error"}` as well.

@@ -115,6 +115,45 @@ fn serving_runtime_args_parse_with_the_real_cli() {
     assert!(checked >= 2, "expected a ServingRuntime and a ClusterServingRuntime");
 }
 
+/// KServe's runtime choice for every InferenceService here: the protocol it asks for (`protocolVersion`,
+/// v1 when unset) and its model format must be ones Ferroserve's ServingRuntime declares, and without a
+/// `runtime` the format must be auto-selected (KServe lists the namespace's runtimes before cluster ones).
+#[test]
+fn every_inference_service_selects_ferroserve() {
+    let docs = manifests();
+    let runtime = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "ServingRuntime")
+        .map(|(_, d)| d["spec"].clone())
+        .expect("servingruntime.yaml");
+    let protocols: Vec<&str> =
+        runtime["protocolVersions"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(protocols.contains(&"v1") && protocols.contains(&"v2"), "{protocols:?}");
+    let mut unset = 0;
+    for (file, doc) in &docs {
+        if doc["kind"] != "InferenceService" {
+            continue;
+        }
+        for component in ["predictor", "canary"] {
+            let model = &doc["spec"][component]["model"];
+            if !model.is_object() {
+                continue;
+            }
+            let protocol = model["protocolVersion"].as_str().unwrap_or("v1");
+            unset += usize::from(model["protocolVersion"].is_null());
+            assert!(protocols.contains(&protocol), "{file}: protocol {protocol} is not declared by the runtime");
+            let format = model["modelFormat"]["name"].as_str().unwrap();
+            let supported = runtime["supportedModelFormats"].as_array().unwrap().iter().find(|f| f["name"] == format);
+            let supported = supported.unwrap_or_else(|| panic!("{file}: format {format} is not supported"));
+            match model["runtime"].as_str() {
+                Some(name) => assert_eq!(name, "ferroserve", "{file}"),
+                None => assert_eq!(supported["autoSelect"], true, "{file}: {format} is not auto-selected"),
+            }
+        }
+    }
+    assert!(unset >= 1, "the platform's InferenceService leaves protocolVersion unset");
+}
+
 /// Validates `value` against a Kubernetes structural schema; returns every violation with its path.
 fn validate(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
     if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {

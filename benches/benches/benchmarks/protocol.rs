@@ -19,6 +19,13 @@ pub fn request_body(rows: usize) -> Vec<u8> {
     .expect("json")
 }
 
+/// The same rows as a KServe v1 `:predict` body.
+pub fn predict_body(rows: usize) -> Vec<u8> {
+    let x = head(&metrics(rows), rows);
+    let data: Vec<Vec<f32>> = x.row_iter().map(<[f32]>::to_vec).collect();
+    serde_json::to_vec(&serde_json::json!({ "instances": data })).expect("json")
+}
+
 fn decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("protocol/decode_fp32");
     for rows in [1usize, 64, 1024] {

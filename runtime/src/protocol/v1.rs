@@ -784,7 +784,21 @@ impl Serialize for PredictResponse<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(1))?;
-        map.serialize_entry("predictions", &Nested { tensor: self.0, shape: &self.0.shape, offset: 0 })?;
+        map.serialize_entry("predictions", &Nested { tensor: self.0, shape: &self.0.shape, offset: 0, widen: true })?;
+        map.end()
+    }
+}
+
+/// `{"instances": X}`: a tensor as the body of a `:predict` request, its first dimension the instances.
+#[derive(Debug)]
+pub struct InstancesBody<'a>(pub &'a Tensor);
+
+impl Serialize for InstancesBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        // A request keeps float32 values as written (`34.7`, not their float64 expansion).
+        map.serialize_entry("instances", &Nested { tensor: self.0, shape: &self.0.shape, offset: 0, widen: false })?;
         map.end()
     }
 }
@@ -794,30 +808,32 @@ struct Nested<'a> {
     tensor: &'a Tensor,
     shape: &'a [usize],
     offset: usize,
+    /// Float32 values written as the float64 they widen to, as numpy's `tolist()` does.
+    widen: bool,
 }
 
 impl Serialize for Nested<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let Some((&n, rest)) = self.shape.split_first() else {
-            return Scalar(&self.tensor.data, self.offset).serialize(s);
+            return Scalar(&self.tensor.data, self.offset, self.widen).serialize(s);
         };
         let stride: usize = rest.iter().product();
         let mut seq = s.serialize_seq(Some(n))?;
         for i in 0..n {
             let offset = self.offset + i * stride;
             if rest.is_empty() {
-                seq.serialize_element(&Scalar(&self.tensor.data, offset))?;
+                seq.serialize_element(&Scalar(&self.tensor.data, offset, self.widen))?;
             } else {
-                seq.serialize_element(&Nested { tensor: self.tensor, shape: rest, offset })?;
+                seq.serialize_element(&Nested { tensor: self.tensor, shape: rest, offset, widen: self.widen })?;
             }
         }
         seq.end()
     }
 }
 
-/// Element `.1` of a tensor's data, with its JSON type.
-struct Scalar<'a>(&'a TensorData, usize);
+/// Element `.1` of a tensor's data, with its JSON type; float32 widened to float64 when `.2`.
+struct Scalar<'a>(&'a TensorData, usize, bool);
 
 impl Serialize for Scalar<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -835,7 +851,8 @@ impl Serialize for Scalar<'_> {
             TensorData::Int64(v) => s.serialize_i64(*v.get(i).ok_or_else(missing)?),
             // numpy's tolist() widens to Python floats: the exact value, written as a float64.
             TensorData::Fp16(v) => s.serialize_f64(f64::from(*v.get(i).ok_or_else(missing)?)),
-            TensorData::Fp32(v) => s.serialize_f64(f64::from(*v.get(i).ok_or_else(missing)?)),
+            TensorData::Fp32(v) if self.2 => s.serialize_f64(f64::from(*v.get(i).ok_or_else(missing)?)),
+            TensorData::Fp32(v) => s.serialize_f32(*v.get(i).ok_or_else(missing)?),
             TensorData::Fp64(v) => s.serialize_f64(*v.get(i).ok_or_else(missing)?),
             TensorData::Bytes(v) => s.serialize_str(&String::from_utf8_lossy(v.get(i).ok_or_else(missing)?)),
         }
