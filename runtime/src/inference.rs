@@ -175,7 +175,6 @@ impl Account {
 /// The version that answers one inference request, with what records it. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Target {
-    model: Arc<str>,
     version: Arc<LoadedVersion>,
     metrics: Arc<VersionMetrics>,
     feedback: Arc<Feedback>,
@@ -192,12 +191,12 @@ impl Target {
         Span::current().record("version", version.name());
         let metrics = state.metrics().version(&model.model, &version);
         account.answered_by = Some(Arc::clone(&metrics));
-        Ok(Target { model: Arc::from(model.model.as_str()), version, metrics, feedback: Arc::clone(state.feedback()) })
+        Ok(Target { version, metrics, feedback: Arc::clone(state.feedback()) })
     }
 
     /// The model's name.
     pub fn model_name(&self) -> &str {
-        &self.model
+        self.metrics.model()
     }
 
     /// The version that answers.
@@ -238,7 +237,7 @@ impl Target {
         };
         self.metrics.predict.observe(started.elapsed().as_secs_f64());
         if let Some(id) = &id {
-            self.feedback.record(&self.model, self.version.name(), model.label().as_ref(), id, &tensors);
+            self.feedback.record(self.model_name(), self.version.name(), model.label().as_ref(), id, &tensors);
         }
         Ok(tensors)
     }

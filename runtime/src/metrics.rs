@@ -298,6 +298,11 @@ fn catch_up(counter: &Counter, total: u64) {
 }
 
 impl VersionMetrics {
+    /// The model's name.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
     /// Counts an answered request.
     pub fn ok(&self, elapsed: Duration) {
         self.ok.inc();

@@ -380,11 +380,14 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Sends one request; `Err` with a short reason unless the answer passes `check`.
 async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, check: &Check) -> Result<(), String> {
-    let mut request = hyper::Request::post(uri.clone()).header("content-type", "application/json");
-    if let Some(n) = body.json_len {
-        request =
-            request.header("content-type", "application/octet-stream").header("inference-header-content-length", n);
-    }
+    let request = hyper::Request::post(uri.clone());
+    // One content type: `header` appends, so a binary body must not also say JSON.
+    let request = match body.json_len {
+        Some(n) => {
+            request.header("content-type", "application/octet-stream").header("inference-header-content-length", n)
+        }
+        None => request.header("content-type", "application/json"),
+    };
     let request = request.body(Full::new(body.bytes.clone())).map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| format!("connection: {e}"))?;
     let status = response.status();

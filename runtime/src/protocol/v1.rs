@@ -858,3 +858,93 @@ impl Serialize for Scalar<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_formats::DataType;
+
+    fn decode(body: &str) -> Result<Instances, String> {
+        PredictRequest::from_body(body.as_bytes()).map(|r| r.instances).map_err(|e| e.0)
+    }
+
+    fn spec(names: &[&str]) -> Vec<TensorSpec> {
+        names.iter().map(|n| TensorSpec::new(*n, DataType::Fp64, vec![-1])).collect()
+    }
+
+    #[test]
+    fn rows_keep_their_shape_at_any_depth() {
+        let x = decode(r#"{"instances": [[1, 2.5], [true, null]]}"#).unwrap();
+        let Instances::Array { shape, values } = x else { panic!("rows") };
+        assert_eq!(shape, [2, 2]);
+        assert_eq!(&values[..3], &[1.0, 2.5, 1.0]);
+        assert!(values[3].is_nan());
+        let x = decode(r#"{"instances": [[[1, 2], [3, 4], [5, 6]]]}"#).unwrap();
+        assert_eq!(x, Instances::Array { shape: vec![1, 3, 2], values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] });
+        let x = decode(r#"{"instances": [3, 4]}"#).unwrap();
+        let t = x.into_tensor(&[TensorSpec::new("x", DataType::Fp32, vec![-1, 1])]).unwrap();
+        assert_eq!(t.shape, [2, 1], "scalars are one feature each");
+    }
+
+    #[test]
+    fn frames_are_placed_by_feature_name() {
+        for body in [
+            r#"{"instances": [{"b": 2, "a": 1}, {"a": 3, "b": 4}]}"#,
+            r#"{"instances": [{"b": [2, 4], "a": [1, 3]}]}"#,
+            r#"{"instances": [{"b": {"x": 2, "y": 4}, "a": {"y": 3, "x": 1}}]}"#,
+            r#"{"instances": {"b": {"0": 2, "1": 4}, "a": {"0": 1, "1": 3}}}"#,
+            r#"{"instances": [[{"b": 2, "a": 1}, {"a": 3, "b": 4}]]}"#,
+        ] {
+            let t = decode(body).unwrap().into_tensor(&spec(&["a", "b"])).unwrap();
+            assert_eq!(t.shape, [2, 2], "{body}");
+            assert_eq!(t.data, TensorData::Fp64(vec![1.0, 2.0, 3.0, 4.0]), "{body}");
+        }
+        // Without feature names, the order sent.
+        let t = decode(r#"{"instances": [{"b": 2, "a": 1}]}"#)
+            .unwrap()
+            .into_tensor(&[TensorSpec::new("input-0", DataType::Fp32, vec![-1, 2])])
+            .unwrap();
+        assert_eq!(t.data, TensorData::Fp64(vec![2.0, 1.0]));
+        let err = decode(r#"{"instances": [{"a": 1}]}"#).unwrap().into_tensor(&spec(&["a", "b"])).unwrap_err();
+        assert!(err.0.contains("missing feature(s) `b`"), "{}", err.0);
+        let err = decode(r#"{"instances": [{"a": 1, "b": 2, "c": 3}]}"#)
+            .unwrap()
+            .into_tensor(&spec(&["a", "b"]))
+            .unwrap_err();
+        assert!(err.0.contains("unknown feature(s) `c`"), "{}", err.0);
+    }
+
+    #[test]
+    fn malformed_instances_say_why() {
+        for (body, why) in [
+            (r#"{"instances": [[1, 2], [3]]}"#, "ragged"),
+            (r#"{"instances": [[1, 2], 3]}"#, "ragged"),
+            (r#"{"instances": [{"a": [1, 2], "b": [3]}]}"#, "has 1 values"),
+            (r#"{"instances": [{"a": 1, "b": [3]}]}"#, "single value"),
+            (r#"{"instances": [{"a": {"0": 1}, "b": {"1": 2}}]}"#, "no value at index"),
+            (r#"{"instances": [{"a": 1, "a": 2}]}"#, "twice"),
+            (r#"{"instances": [{}]}"#, "empty"),
+            (r#"{"instances": [[1]], "instances": [[2]]}"#, "duplicate"),
+            (r#"{"inputs": null}"#, "invalid"),
+        ] {
+            let err = decode(body).unwrap_err();
+            assert!(err.contains(why), "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn predictions_keep_numpy_types() {
+        let json = |data: TensorData, shape: Vec<usize>| {
+            serde_json::to_string(&PredictResponse(&Tensor::new("y", shape, data).unwrap())).unwrap()
+        };
+        assert_eq!(json(TensorData::Int64(vec![-1, 1]), vec![2]), r#"{"predictions":[-1,1]}"#);
+        assert_eq!(json(TensorData::Bool(vec![true]), vec![1]), r#"{"predictions":[true]}"#);
+        assert_eq!(json(TensorData::Bytes(vec![b"low".to_vec()]), vec![1]), r#"{"predictions":["low"]}"#);
+        assert_eq!(json(TensorData::Fp64(vec![1.0, f64::NAN]), vec![2]), r#"{"predictions":[1.0,null]}"#);
+        assert_eq!(json(TensorData::Fp32(vec![0.8]), vec![1]), r#"{"predictions":[0.800000011920929]}"#);
+        assert_eq!(
+            json(TensorData::Fp64(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), vec![3, 2]),
+            r#"{"predictions":[[1.0,2.0],[3.0,4.0],[5.0,6.0]]}"#
+        );
+    }
+}
