@@ -158,13 +158,20 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     }
 }
 
-/// Tells the form of a model folder.
+/// Tells the form of a model folder, or of a single model file: a `--model_dir` (or a repository entry)
+/// that is a file is a bare model of that one file, as KServe mounts a `storageUri` naming a file
+/// (`pvc://…/anomaly-detector.pkl`, mounted at `/mnt/models` under that name or under the mount's own).
+/// Such a file is read as a scikit-learn pickle or joblib file whatever its name; a file that is not one
+/// fails to load with the pickle reader's reason.
 ///
 /// # Errors
 /// [`Error::NoModel`] when it holds neither an artifact nor version folders; [`Error::Ambiguous`] for an
 /// artifact beside version folders or two folders of one version number (`v2/` and `2/`);
 /// [`Error::PathEscape`] for a version folder that is a symlink out of `dir`; [`Error::Io`].
 pub fn inspect(dir: &Path) -> Result<ModelLayout> {
+    if single_file(dir) {
+        return Ok(ModelLayout::Bare(ArtifactFiles::Pickle { file: dir.to_path_buf() }));
+    }
     let versions = version_dirs(dir)?;
     let artifact = find_artifact(dir)?;
     match (artifact, versions.is_empty()) {
@@ -177,6 +184,18 @@ pub fn inspect(dir: &Path) -> Result<ModelLayout> {
         }),
         (None, true) => Err(Error::NoModel { path: dir.to_path_buf() }),
     }
+}
+
+/// Whether `path` is one model file (a regular file, after following symlinks) rather than a folder.
+pub fn single_file(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The model name of a repository entry that is a single model file: its name without a pickle
+/// extension (`anomaly-detector.pkl` → `anomaly-detector`); `None` for other files.
+pub fn single_file_model_name(name: &str) -> Option<&str> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    (PICKLE_EXTENSIONS.contains(&ext) && !stem.is_empty()).then_some(stem)
 }
 
 /// The version folders of `dir`, ascending by number.
@@ -205,17 +224,30 @@ pub fn version_dirs(dir: &Path) -> Result<Vec<VersionDir>> {
     Ok(versions)
 }
 
-/// The models of a repository: each visible sub-folder, by name, staying inside `root`.
+/// The models of a repository: each visible sub-folder, by name, and each single model file
+/// (`name.pkl`, `name.joblib`, `name.pickle`) by its name without the extension, staying inside `root`.
+/// A folder wins over a file of the same model name.
 ///
 /// # Errors
 /// [`Error::Io`] when `root` cannot be read.
 pub fn scan_repository(root: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let mut models = Vec::new();
-    for (name, path) in read_dir_names(root)? {
-        if path.is_dir() && ensure_within(root, &path).is_ok() {
-            models.push((name, path));
+    let mut models: Vec<(String, PathBuf)> = Vec::new();
+    let entries = read_dir_names(root)?;
+    for (name, path) in &entries {
+        if path.is_dir() && ensure_within(root, path).is_ok() {
+            models.push((name.clone(), path.clone()));
         }
     }
+    for (name, path) in &entries {
+        if let Some(model) = single_file_model_name(name)
+            && path.is_file()
+            && ensure_within(root, path).is_ok()
+            && !models.iter().any(|(m, _)| m == model)
+        {
+            models.push((model.to_owned(), path.clone()));
+        }
+    }
+    models.sort();
     Ok(models)
 }
 

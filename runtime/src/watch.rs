@@ -178,11 +178,13 @@ fn targets(store: &ModelStore, batch: Vec<Signal>) -> Option<BTreeSet<String>> {
                 Some(name) => {
                     names.insert(name.clone());
                 }
-                // The repository: the first component is the model; the root itself changing means a
-                // model folder appeared or went.
+                // The repository: the first component is the model (a single model file `name.pkl` is
+                // model `name`); the root itself changing means a model folder appeared or went.
                 None => match relative.components().next().and_then(|c| c.as_os_str().to_str()) {
                     Some(name) => {
-                        names.insert(name.to_owned());
+                        let single = relative.components().count() == 1 && !root.join(name).is_dir();
+                        let model = if single { layout::single_file_model_name(name).unwrap_or(name) } else { name };
+                        names.insert(model.to_owned());
                     }
                     None => return None,
                 },

@@ -202,3 +202,61 @@ async fn every_estimator_answers_over_http_as_scikit_learn_does() {
         server.stop().await;
     }
 }
+
+/// A `storageUri` naming one file (`pvc://…/anomaly-detector.pkl`): KServe mounts that file at `/mnt/models`,
+/// under its own name or under the mount's. Both serve, as does a repository entry that is one file; a new
+/// file copied over the old one is picked up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_model_file_is_a_model() {
+    let root = tempfile::tempdir().unwrap();
+    let iforest = golden("isolation_forest");
+    let x = &iforest["X"];
+    let rows = x.as_array().unwrap().len();
+    let cols = x[0].as_array().unwrap().len();
+    let request = json!({"inputs": [{"name": "input-0", "shape": [rows, cols], "datatype": "FP64", "data": x}]});
+
+    for name in ["anomaly-detector.pkl", "models"] {
+        let file = root.path().join(name);
+        place(&fixture("isolation_forest.joblib"), &file);
+        let server = Server::start(&["--model_dir", file.to_str().unwrap()]).await;
+        let (status, body) = server.post("/v2/models/model/infer", &request).await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["model_version"], "1");
+        assert_eq!(body["outputs"][0]["data"], iforest["outputs"]["predict"], "{name}");
+        server.stop().await;
+    }
+
+    // In a repository, `detector.pkl` is model `detector`, beside a model folder.
+    let repo = root.path().join("repo");
+    place(&fixture("isolation_forest.joblib"), &repo.join("detector.pkl"));
+    place(&fixture("ridge.joblib"), &repo.join("ridge/model.joblib"));
+    std::fs::write(repo.join("notes.txt"), "not a model").unwrap();
+    let server =
+        Server::start(&["--model_repository", repo.to_str().unwrap(), "--watch", "poll", "--watch_interval", "200ms"])
+            .await;
+    let (status, index) = server.post("/v2/repository/index", &json!({})).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = index.as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, ["detector", "ridge"], "{index}");
+    let (status, body) = server.post("/v2/models/detector/infer", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outputs"][0]["data"], iforest["outputs"]["predict"]);
+
+    // A new file copied over the old one (here a string-labelled forest) serves once it is read again.
+    let forest = golden("random_forest_classifier_str");
+    std::fs::copy(fixture("random_forest_classifier_str.joblib"), repo.join("detector.pkl.tmp")).unwrap();
+    std::fs::rename(repo.join("detector.pkl.tmp"), repo.join("detector.pkl")).unwrap();
+    let x = &forest["X"];
+    let request = json!({"inputs": [{"name": "input-0", "shape": [x.as_array().unwrap().len(), 4], "datatype": "FP64", "data": x}]});
+    let mut swapped = false;
+    for _ in 0..100 {
+        let (status, body) = server.post("/v2/models/detector/infer", &request).await;
+        if status == 200 && body["outputs"][0]["data"] == forest["outputs"]["predict"] {
+            swapped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(swapped, "the replaced file was not picked up");
+    server.stop().await;
+}

@@ -52,7 +52,7 @@ pub(super) fn reload(
         Ok(ModelLayout::Bare(files)) => {
             let metadata = read_metadata(name, dir);
             let version = bare_version_name(dir, metadata.as_ref());
-            attempt.version(&version, dir, || load_version(name, &version, &files, metadata, config));
+            attempt.version(&version, dir, || load_version(name, &version, dir, &files, metadata, config));
             attempt.out.serving = None;
         }
         Ok(ModelLayout::Versioned(dirs)) => {
@@ -80,7 +80,9 @@ pub(super) fn reload(
                 }
                 let ok = attempt.version(&d.name, &d.path, || {
                     match guarded(|| layout::find_artifact(&d.path)).and_then(|r| r.map_err(LoadError::from))? {
-                        Some(files) => load_version(name, &d.name, &files, read_metadata(name, &d.path), config),
+                        Some(files) => {
+                            load_version(name, &d.name, &d.path, &files, read_metadata(name, &d.path), config)
+                        }
                         None => Err(ferroserve_formats::Error::NoModel { path: d.path.clone() }.into()),
                     }
                 });
@@ -166,6 +168,10 @@ impl Attempt<'_> {
 
 /// The visible files of `dir` (name, length, modification time), sorted; `None` when it cannot be read.
 fn fingerprint(dir: &Path) -> Option<Fingerprint> {
+    if layout::single_file(dir) {
+        let meta = std::fs::metadata(dir).ok()?;
+        return Some(vec![(String::new(), meta.len(), modified(&meta))]);
+    }
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).ok()? {
         let entry = entry.ok()?;
@@ -178,21 +184,25 @@ fn fingerprint(dir: &Path) -> Option<Fingerprint> {
         if !meta.is_file() {
             continue;
         }
-        let modified = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
-        files.push((name, meta.len(), modified));
+        files.push((name, meta.len(), modified(&meta)));
     }
     files.sort();
     Some(files)
+}
+
+/// A file's modification time in nanoseconds since the epoch (0 when unknown).
+fn modified(meta: &std::fs::Metadata) -> i128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
 /// Loads, then warms up, one version.
 fn load_version(
     model_name: &str,
     version: &str,
+    path: &Path,
     files: &ArtifactFiles,
     metadata: Option<ModelMetadata>,
     config: &StoreConfig,
@@ -200,7 +210,7 @@ fn load_version(
     let started = Instant::now();
     let model = guarded(|| load_model_with(files, &config.load))??;
     guarded(|| warm_up(model.as_ref()))?.map_err(LoadError::WarmUp)?;
-    let path = files.dir().to_path_buf();
+    let path = path.to_path_buf();
     info!(
         model = %model_name,
         version = %version,

@@ -729,8 +729,8 @@ impl ModelStore {
         if previous.state == ModelState::Unloaded && previous.error.is_none() && how == Reload::Changes {
             return Ok(previous);
         }
-        if self.inner.repository.is_some() && !dir.is_dir() {
-            info!(model = %name, path = %dir.display(), "the model's folder is gone; unloading it");
+        if self.inner.repository.is_some() && !dir.exists() {
+            info!(model = %name, path = %dir.display(), "the model's folder or file is gone; unloading it");
             entry.required.store(false, Ordering::Relaxed);
             let reason = "its folder was removed".to_owned();
             self.publish(name, &entry, ModelSnapshot::empty(name, ModelState::Unloaded, Some(reason)));
@@ -782,8 +782,11 @@ impl ModelStore {
         if layout::is_hidden(name) || name.contains(['/', '\\']) || name == ".." {
             return None;
         }
-        let dir = root.join(name);
-        if !dir.is_dir() || layout::ensure_within(root, &dir).is_err() {
+        // A folder of that name, else a single model file `name.joblib`, `name.pkl` or `name.pickle`.
+        let dir = std::iter::once(root.join(name))
+            .chain(layout::PICKLE_EXTENSIONS.iter().map(|e| root.join(format!("{name}.{e}"))))
+            .find(|p| p.is_dir() || (p != &root.join(name) && p.is_file()))?;
+        if layout::ensure_within(root, &dir).is_err() {
             return None;
         }
         let _adding = self.inner.adding.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -869,6 +872,8 @@ fn log_change(before: &ModelSnapshot, after: &ModelSnapshot) {
 fn check_dir(flag: &'static str, dir: &Path) -> Result<(), Error> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
+        // One model file (`storageUri: pvc://…/model.pkl`): a bare model, for `--model_dir`.
+        Ok(m) if m.is_file() && flag == "--model_dir" => Ok(()),
         Ok(_) => Err(Error::ModelRoot { flag, path: dir.to_path_buf(), reason: "not a directory".to_owned() }),
         Err(e) => Err(Error::ModelRoot { flag, path: dir.to_path_buf(), reason: e.to_string() }),
     }
