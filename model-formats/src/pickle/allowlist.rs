@@ -148,6 +148,11 @@ static GROUPS: &[Group] = &[
     },
     Group { module: "sklearn.tree._tree", names: &["Tree"], kind: Kind::Class },
     Group {
+        module: "sklearn.multioutput",
+        names: &["MultiOutputRegressor", "MultiOutputClassifier"],
+        kind: Kind::Class,
+    },
+    Group {
         module: "sklearn.ensemble._gb",
         names: &["GradientBoostingClassifier", "GradientBoostingRegressor"],
         kind: Kind::Class,

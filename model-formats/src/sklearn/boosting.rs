@@ -12,7 +12,7 @@
 //!
 //! NaN is refused, as GradientBoosting's `check_array` refuses it in every version.
 
-use super::trees::{compile, read_trees};
+use super::trees::{compile, read_trees, single_output};
 use super::{Attrs, Estimator, Features, Labels, Precision, argmax, dim, kind_of, np_sum, tensor};
 use crate::error::{InferError, Result};
 use crate::model::{LabelOutput, Matrix, NonFinite, TabularInput, TensorSpec};
@@ -113,6 +113,7 @@ impl GradientBoosting {
             shape => return Err(obj.bad(format!("estimators_ has shape {shape:?}, expected [n_stages, {k}]"))),
         }
         let trees = read_trees(obj, &members, input.n_features)?;
+        single_output(obj, &trees)?;
         let learning_rate = obj.f64("learning_rate")?;
         let init = init_raw(obj, loss, k, n_classes)?;
         let mut leaf_value = Vec::new();

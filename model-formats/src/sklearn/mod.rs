@@ -24,6 +24,7 @@
 
 mod boosting;
 mod linear;
+mod multioutput;
 mod pipeline;
 mod scaler;
 mod trees;
@@ -86,6 +87,9 @@ fn estimator(value: &Value, path: &Path) -> Result<Box<dyn Estimator>> {
             Box::new(scaler::Scaler::read(&obj)?)
         }
         ("sklearn.pipeline", "Pipeline") => Box::new(pipeline::Pipeline::read(&obj)?),
+        ("sklearn.multioutput", "MultiOutputRegressor" | "MultiOutputClassifier") => {
+            Box::new(multioutput::MultiOutput::read(&obj)?)
+        }
         _ => return Err(Error::Pickle { path: path.to_path_buf(), reason: format!("unsupported estimator {full}") }),
     };
     Ok(est)
@@ -114,6 +118,8 @@ fn kind_of(class: &str) -> &'static str {
         "MinMaxScaler" => "MinMaxScaler",
         "RobustScaler" => "RobustScaler",
         "Pipeline" => "Pipeline",
+        "MultiOutputRegressor" => "MultiOutputRegressor",
+        "MultiOutputClassifier" => "MultiOutputClassifier",
         _ => "estimator",
     }
 }
@@ -351,7 +357,7 @@ impl Labels {
 
 /// The feature matrix an estimator receives: float32 straight from the request (tree models cast
 /// to float32, and casting the request's own values avoids a double rounding), or float64.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Features {
     F32(Matrix<f32>),
     F64(Matrix<f64>),

@@ -29,9 +29,11 @@ pub(crate) struct SkTree {
     tree: DecisionTree,
     /// `missing_go_to_left` per node (scikit-learn ≥ 1.3).
     missing_left: Option<Vec<bool>>,
-    /// `value`, `[node_count, max_n_classes]` (single output).
+    /// `value`, `[node_count, n_outputs, max_n_classes]`.
     value: Vec<f64>,
     max_n_classes: usize,
+    /// Outputs (targets) per node: 1, or more for a multi-output regressor.
+    n_outputs: usize,
     n_features: usize,
 }
 
@@ -53,9 +55,8 @@ impl SkTree {
         let (Some(n_features), Some(n_outputs)) = (n_features.as_int(), n_outputs.as_int()) else {
             return Err(t.bad("n_features and n_outputs must be integers"));
         };
-        if n_outputs != 1 {
-            return Err(t.bad(format!("{n_outputs} outputs; only single-output trees are supported")));
-        }
+        let n_outputs =
+            usize::try_from(n_outputs).ok().filter(|&k| k >= 1).ok_or_else(|| t.bad("n_outputs below 1"))?;
         let n_features = usize::try_from(n_features).map_err(|_| t.bad("negative n_features"))?;
         let nodes = t.array("nodes")?;
         let node_count = t.usize("node_count")?;
@@ -80,16 +81,36 @@ impl SkTree {
         let values = t.array("values")?;
         let value = values.to_f64().map_err(|e| t.bad(format!("values: {e}")))?;
         let max_n_classes = match values.shape.as_slice() {
-            [n, 1, c] if *n == node_count && *c > 0 => *c,
-            shape => return Err(t.bad(format!("values has shape {shape:?}, expected [{node_count}, 1, _]"))),
+            [n, k, c] if *n == node_count && *k == n_outputs && *c > 0 => *c,
+            shape => {
+                return Err(t.bad(format!("values has shape {shape:?}, expected [{node_count}, {n_outputs}, _]")));
+            }
         };
         tree.validate(n_features).map_err(|e| t.bad(e))?;
-        Ok(SkTree { tree, missing_left, value, max_n_classes, n_features })
+        Ok(SkTree { tree, missing_left, value, max_n_classes, n_outputs, n_features })
     }
 
-    /// Node `node`'s value row.
+    /// Node `node`'s value row (of the first output).
     pub(crate) fn value(&self, node: usize) -> &[f64] {
-        &self.value[node * self.max_n_classes..(node + 1) * self.max_n_classes]
+        let width = self.n_outputs * self.max_n_classes;
+        &self.value[node * width..node * width + self.max_n_classes]
+    }
+
+    /// Node `node`'s first value for each output (a regressor's predictions).
+    fn outputs(&self, node: usize) -> impl Iterator<Item = f64> + '_ {
+        let width = self.n_outputs * self.max_n_classes;
+        self.value[node * width..(node + 1) * width].iter().step_by(self.max_n_classes).copied()
+    }
+}
+
+/// Refuses multi-output trees where only single-output ones have a meaning here (classifiers, boosting).
+pub(crate) fn single_output(obj: &Attrs<'_>, trees: &[SkTree]) -> Result<()> {
+    match trees.iter().find(|t| t.n_outputs != 1) {
+        Some(t) => Err(obj.bad(format!(
+            "{} outputs; multi-output {} is not supported (a MultiOutputClassifier of single-output ones is)",
+            t.n_outputs, obj.name
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -205,6 +226,7 @@ impl ForestClassifier {
         let members = members(obj)?;
         let ensemble = !(obj.name.starts_with("DecisionTree") || obj.name == "ExtraTreeClassifier");
         let trees = read_trees(obj, &members, input.n_features)?;
+        single_output(obj, &trees)?;
         if let Some(t) = trees.iter().find(|t| t.max_n_classes < c) {
             return Err(obj.bad(format!("a tree has {} class values for {c} classes", t.max_n_classes)));
         }
@@ -302,14 +324,17 @@ impl Estimator for ForestClassifier {
     }
 }
 
-/// DecisionTreeRegressor, ExtraTreeRegressor, RandomForestRegressor, ExtraTreesRegressor.
+/// DecisionTreeRegressor, ExtraTreeRegressor, RandomForestRegressor, ExtraTreesRegressor; single- or
+/// multi-output (fitted on a 2-D `y`: `predict` is then `[N, n_outputs]`).
 #[derive(Debug)]
 pub(crate) struct ForestRegressor {
     kind: &'static str,
     input: TabularInput,
     outputs: Vec<TensorSpec>,
     flat: FlatForest,
+    /// Per leaf id: its `n_outputs` values.
     leaf_value: Vec<f64>,
+    n_outputs: usize,
     ensemble: bool,
     nan: NonFinite,
 }
@@ -320,15 +345,21 @@ impl ForestRegressor {
         let members = members(obj)?;
         let ensemble = !(obj.name.starts_with("DecisionTree") || obj.name == "ExtraTreeRegressor");
         let trees = read_trees(obj, &members, input.n_features)?;
+        let n_outputs = trees[0].n_outputs;
+        if let Some(t) = trees.iter().find(|t| t.n_outputs != n_outputs) {
+            return Err(obj.bad(format!("trees with {} and {} outputs", n_outputs, t.n_outputs)));
+        }
         let nan = forest_nan(obj, &members, &trees)?;
         let mut leaf_value = Vec::new();
-        let flat = compile(&trees, input.n_features, |t, node| leaf_value.push(trees[t].value(node)[0]));
+        let flat = compile(&trees, input.n_features, |t, node| leaf_value.extend(trees[t].outputs(node)));
+        let shape = if n_outputs == 1 { vec![-1] } else { vec![-1, dim(n_outputs)] };
         Ok(ForestRegressor {
             kind: kind_of(&obj.name),
             input,
-            outputs: vec![TensorSpec::new("predict", DataType::Fp64, vec![-1])],
+            outputs: vec![TensorSpec::new("predict", DataType::Fp64, shape)],
             flat,
             leaf_value,
+            n_outputs,
             ensemble,
             nan,
         })
@@ -354,14 +385,20 @@ impl Estimator for ForestRegressor {
         let n_trees = self.flat.n_trees();
         #[allow(clippy::cast_precision_loss)]
         let denominator = n_trees as f64;
-        let mut predictions = vec![0.0f64; x.rows];
-        self.flat.accumulate(&x.data, x.cols, &mut predictions, 1, |p, _, leaf| p[0] += self.leaf_value[leaf]);
+        let k = self.n_outputs;
+        let mut predictions = vec![0.0f64; x.rows * k];
+        self.flat.accumulate(&x.data, x.cols, &mut predictions, k, |p, _, leaf| {
+            for (p, v) in p.iter_mut().zip(&self.leaf_value[leaf * k..(leaf + 1) * k]) {
+                *p += v;
+            }
+        });
         if self.ensemble {
             for p in &mut predictions {
                 *p /= denominator;
             }
         }
-        names.iter().map(|name| tensor(name, x.rows, None, TensorData::Fp64(predictions.clone()))).collect()
+        let cols = (k > 1).then_some(k);
+        names.iter().map(|name| tensor(name, x.rows, cols, TensorData::Fp64(predictions.clone()))).collect()
     }
 }
 

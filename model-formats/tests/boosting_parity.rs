@@ -1,0 +1,204 @@
+//! Parity with the libraries that wrote the files: every case of `tests/fixtures/boosting/` (multi-output
+//! scikit-learn models, XGBoost and LightGBM, pickled and native) loads through Ferroserve as a model
+//! folder would hold it, and answers as the library did, for the rows of the case and its NaN rows.
+//!
+//! Each file is copied into a fresh folder under the name a model folder gives it (`model.pkl`,
+//! `model.json`, `model.ubj`, `model.bst`, `model.txt`) and read with `layout::find_artifact` +
+//! `load_model`, exactly as the server does. `FERROSERVE_BOOSTING_FIXTURES` points at a regenerated set
+//! (`tests/fixtures/boosting/check.sh`); by default the committed one is read.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use ferroserve_formats::{Model, Tensor, TensorData, layout, load_model};
+use serde_json::Value;
+
+/// Float outputs: scikit-learn paths compute in float64 (1e-9); XGBoost and LightGBM sum in float32 or
+/// float64 as the library does, so they agree to its last bits.
+const REL: f64 = 1e-9;
+const ABS: f64 = 1e-12;
+
+/// Whether this build serves a case: its class's module, and no XGBoost or LightGBM inside a pipeline.
+fn served(case: &Value) -> bool {
+    let class = case["class"].as_str().unwrap();
+    let name = case["case"].as_str().unwrap();
+    class.starts_with("sklearn.") && !name.contains("xgb") && !name.contains("lgbm")
+}
+
+fn fixture_root() -> PathBuf {
+    match std::env::var_os("FERROSERVE_BOOSTING_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/boosting/latest"),
+    }
+}
+
+fn float(v: &Value) -> f64 {
+    match v {
+        Value::String(s) if s == "nan" => f64::NAN,
+        Value::String(s) if s == "inf" => f64::INFINITY,
+        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+        Value::Null => f64::NAN,
+        other => other.as_f64().unwrap_or_else(|| panic!("not a number: {other}")),
+    }
+}
+
+fn rows(v: &Value) -> Vec<Vec<f64>> {
+    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(float).collect()).collect()
+}
+
+fn request(x: &[Vec<f64>]) -> Vec<Tensor> {
+    let f = x.first().map_or(0, Vec::len);
+    vec![Tensor::new("input-0", vec![x.len(), f], TensorData::Fp64(x.iter().flatten().copied().collect())).unwrap()]
+}
+
+fn flatten(v: &Value) -> (Vec<Value>, Vec<usize>) {
+    let outer = v.as_array().unwrap();
+    // A list of `[N, c]` arrays, one per target (MultiOutputClassifier.predict_proba): served rows first,
+    // `[N, targets, c]`.
+    if let Some(Value::Array(first)) = outer.first()
+        && let Some(Value::Array(row)) = first.first()
+    {
+        let (k, n, c) = (outer.len(), first.len(), row.len());
+        let mut out = Vec::with_capacity(k * n * c);
+        for i in 0..n {
+            for target in outer {
+                out.extend(target[i].as_array().unwrap().iter().cloned());
+            }
+        }
+        return (out, vec![n, k, c]);
+    }
+    match outer.first() {
+        Some(Value::Array(inner)) => {
+            let cols = inner.len();
+            (outer.iter().flat_map(|r| r.as_array().unwrap().clone()).collect(), vec![outer.len(), cols])
+        }
+        _ => (outer.clone(), vec![outer.len()]),
+    }
+}
+
+fn close(got: f64, want: f64) -> bool {
+    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= REL * want.abs().max(got.abs()) + ABS
+}
+
+fn compare(what: &str, got: &Tensor, want: &Value) {
+    let (want, shape) = flatten(want);
+    assert_eq!(got.shape, shape, "{what}: shape");
+    match &got.data {
+        TensorData::Fp64(g) => {
+            for (i, (g, w)) in g.iter().zip(&want).enumerate() {
+                let w = float(w);
+                assert!(close(*g, w), "{what}[{i}]: {g:e} vs the library's {w:e}");
+            }
+        }
+        TensorData::Fp32(g) => {
+            for (i, (g, w)) in g.iter().zip(&want).enumerate() {
+                let w = float(w);
+                assert!(close(f64::from(*g), w), "{what}[{i}]: {g:e} vs the library's {w:e}");
+            }
+        }
+        TensorData::Int64(g) => {
+            let w: Vec<i64> = want.iter().map(|v| v.as_i64().unwrap()).collect();
+            assert_eq!(g, &w, "{what}");
+        }
+        TensorData::Bool(g) => {
+            let w: Vec<bool> = want.iter().map(|v| v.as_bool().unwrap()).collect();
+            assert_eq!(g, &w, "{what}");
+        }
+        TensorData::Bytes(g) => {
+            let g: Vec<String> = g.iter().map(|b| String::from_utf8(b.clone()).unwrap()).collect();
+            let w: Vec<String> = want.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+            assert_eq!(g, w, "{what}");
+        }
+        other => panic!("{what}: unexpected datatype {:?}", other.datatype()),
+    }
+}
+
+/// The name a model folder gives `file`.
+fn folder_name(file: &str) -> &'static str {
+    if file.ends_with(".model.json") {
+        "model.json"
+    } else if file.ends_with(".model.ubj") {
+        "model.ubj"
+    } else if file.ends_with(".bst") {
+        "model.bst"
+    } else if file.ends_with(".model.txt") {
+        "model.txt"
+    } else if file.ends_with(".joblib") {
+        "model.joblib"
+    } else {
+        "model.pkl"
+    }
+}
+
+/// Loads `file` as the server would find it in a model folder.
+fn load(root: &Path, file: &str) -> std::sync::Arc<dyn Model> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(root.join(file), dir.path().join(folder_name(file))).unwrap();
+    let files = layout::find_artifact(dir.path()).unwrap().unwrap_or_else(|| panic!("{file}: no artifact found"));
+    load_model(&files).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn cases(root: &Path) -> Vec<Value> {
+    let mut jsons: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json") && !name.ends_with(".model.json")
+        })
+        .collect();
+    jsons.sort();
+    jsons.iter().map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()).collect()
+}
+
+#[test]
+fn every_served_case_answers_as_its_library() {
+    let root = fixture_root();
+    let all = cases(&root);
+    assert!(all.len() >= 20, "{} cases under {}", all.len(), root.display());
+    let served: Vec<&Value> = all.iter().filter(|c| served(c)).collect();
+    let mut files = 0;
+    for case in &served {
+        let x = rows(&case["X"]);
+        // A multi-output classifier whose targets have different class counts answers `predict_proba_<k>`.
+        let mut want = case["outputs"].clone();
+        let ragged = case["class"].as_str().unwrap().ends_with("MultiOutputClassifier")
+            && case["classes"]
+                .as_array()
+                .is_some_and(|c| c.windows(2).any(|w| w[0].as_array().map(Vec::len) != w[1].as_array().map(Vec::len)));
+        if ragged && let Some(p) = want.as_object_mut().unwrap().remove("predict_proba") {
+            for (k, target) in p.as_array().unwrap().iter().enumerate() {
+                want[format!("predict_proba_{k}")] = target.clone();
+            }
+        }
+        let case = &{
+            let mut c = (*case).clone();
+            c["outputs"] = want;
+            c
+        };
+        let outputs: Vec<String> = case["outputs"].as_object().unwrap().keys().cloned().collect();
+        for file in case["files"].as_array().unwrap() {
+            let file = file.as_str().unwrap();
+            let model = load(&root, file);
+            files += 1;
+            let declared: Vec<&str> = model.signature().outputs.iter().map(|o| o.name.as_str()).collect();
+            for name in &outputs {
+                assert!(declared.contains(&name.as_str()), "{file}: no output {name} in {declared:?}");
+            }
+            let got = model.infer(&request(&x), &outputs).unwrap_or_else(|e| panic!("{file}: {e}"));
+            for (t, name) in got.iter().zip(&outputs) {
+                compare(&format!("{file} {name}"), t, &case["outputs"][name]);
+            }
+            let nan = &case["nan"];
+            if let Some(want) = nan.get("outputs") {
+                let got = model.infer(&request(&rows(&nan["X"])), &outputs).unwrap_or_else(|e| panic!("{file}: {e}"));
+                for (t, name) in got.iter().zip(&outputs) {
+                    compare(&format!("{file} NaN {name}"), t, &want[name]);
+                }
+            }
+        }
+    }
+    eprintln!("boosting parity: {} of {} cases served, {files} files", served.len(), all.len());
+    assert!(files >= served.len(), "every served case has files");
+}
