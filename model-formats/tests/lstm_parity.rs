@@ -117,6 +117,14 @@ fn two_layers_with_scaler_and_threshold_match_pytorch() {
 }
 
 /// A batch large enough to be split across threads gives every window PyTorch's numbers.
+/// The notebook's form: the decoder (`LSTM(H→F)`) reads the encoder's whole output sequence, no Linear.
+#[test]
+fn the_sequence_decoder_form_matches_pytorch() {
+    check("sequence", DataType::Fp32);
+    check("sequence", DataType::Fp64);
+    check("sequence_2_layers", DataType::Fp32);
+}
+
 #[test]
 fn a_large_batch_split_across_threads_matches_pytorch() {
     let (dir, golden) = fixture("scaled");

@@ -14,7 +14,7 @@ use std::sync::PoisonError;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
 use ferroserve_formats::ModelMetadata;
-use ferroserve_formats::lstm::{LstmAutoencoder, LstmAutoencoderConfig, Scaler, save_pytorch};
+use ferroserve_formats::lstm::{DecoderForm, LstmAutoencoder, LstmAutoencoderConfig, Scaler, save_pytorch};
 use ferroserve_formats::metadata::PerformanceMetrics;
 use serde_json::{Map, Value};
 
@@ -207,6 +207,7 @@ pub fn train_lstm_autoencoder(
         n_features: f,
         hidden_size: config.hidden_size,
         num_layers: config.num_layers,
+        decoder: DecoderForm::Repeated,
         seq_len: Some(w),
         threshold: None,
         scaler: Some(scaler),

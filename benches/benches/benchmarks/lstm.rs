@@ -36,6 +36,7 @@ pub fn autoencoder() -> LstmAutoencoder {
         n_features: FEATURES,
         hidden_size: 32,
         num_layers: 2,
+        decoder: ferroserve_formats::lstm::DecoderForm::Repeated,
         seq_len: Some(STEPS),
         threshold: Some(1.0),
         scaler: None,

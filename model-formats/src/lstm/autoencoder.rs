@@ -20,6 +20,19 @@ pub struct Scaler {
     pub scale: Vec<f64>,
 }
 
+/// How the decoder is wired: the two forms of LSTM autoencoder the platform writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderForm {
+    /// The documented form (docs/lstm.md, the MLOps ADR): the decoder, `LSTM(H→H)`, reads the encoder's
+    /// last hidden state repeated over the window, and a `Linear(H→F)` (`output_layer`) maps it back.
+    #[default]
+    Repeated,
+    /// The LSTM notebook's form: the decoder, `LSTM(H→F)`, reads the encoder's whole output sequence;
+    /// its outputs are the reconstruction (no `output_layer`).
+    Sequence,
+}
+
 /// The autoencoder's hyper-parameters and serving settings: `config.json` of the PyTorch import form
 /// (without its `architecture` key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +43,9 @@ pub struct LstmAutoencoderConfig {
     pub hidden_size: usize,
     /// Layers of each LSTM.
     pub num_layers: usize,
+    /// How the decoder is wired (`repeated` when absent).
+    #[serde(default, skip_serializing_if = "is_repeated")]
+    pub decoder: DecoderForm,
     /// The window length every request must have; any length when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq_len: Option<usize>,
@@ -49,6 +65,7 @@ impl Default for LstmAutoencoderConfig {
             n_features: 6,
             hidden_size: 32,
             num_layers: 2,
+            decoder: DecoderForm::Repeated,
             seq_len: None,
             threshold: None,
             scaler: None,
@@ -62,9 +79,14 @@ impl LstmAutoencoderConfig {
         LstmConfig { input_size: self.n_features, hidden_size: self.hidden_size, num_layers: self.num_layers }
     }
 
-    /// The decoder's shape (`nn.LSTM(hidden_size, hidden_size, num_layers)`).
+    /// The decoder's shape: `nn.LSTM(hidden_size, hidden_size, num_layers)`, or in the sequence form
+    /// `nn.LSTM(hidden_size, n_features, num_layers)`.
     pub fn decoder(&self) -> LstmConfig {
-        LstmConfig { input_size: self.hidden_size, hidden_size: self.hidden_size, num_layers: self.num_layers }
+        let hidden = match self.decoder {
+            DecoderForm::Repeated => self.hidden_size,
+            DecoderForm::Sequence => self.n_features,
+        };
+        LstmConfig { input_size: self.hidden_size, hidden_size: hidden, num_layers: self.num_layers }
     }
 
     /// Every tensor of the network with its shape, under the `state_dict` names.
@@ -75,8 +97,10 @@ impl LstmAutoencoderConfig {
                 out.extend(lstm.layer_tensors(k).into_iter().map(|(n, s)| (format!("{prefix}.{n}"), s)));
             }
         }
-        out.push(("output_layer.weight".to_owned(), vec![self.n_features, self.hidden_size]));
-        out.push(("output_layer.bias".to_owned(), vec![self.n_features]));
+        if self.decoder == DecoderForm::Repeated {
+            out.push(("output_layer.weight".to_owned(), vec![self.n_features, self.hidden_size]));
+            out.push(("output_layer.bias".to_owned(), vec![self.n_features]));
+        }
         out
     }
 
@@ -122,8 +146,13 @@ impl LstmAutoencoderConfig {
     }
 }
 
+fn is_repeated(form: &DecoderForm) -> bool {
+    *form == DecoderForm::Repeated
+}
+
 /// PyTorch's `LSTMAutoencoder`: encoder LSTM → last layer's final hidden state repeated over the
-/// window → decoder LSTM → linear layer, served with scaling, per-window reconstruction error and an
+/// window → decoder LSTM → linear layer (or, in the notebook's [`DecoderForm::Sequence`], encoder LSTM →
+/// its output sequence → decoder LSTM), served with scaling, per-window reconstruction error and an
 /// anomaly threshold.
 ///
 /// Outputs: `reconstruction` (FP32, the input's shape, in the input's units), `reconstruction_error`
@@ -134,7 +163,8 @@ pub struct LstmAutoencoder {
     cfg: LstmAutoencoderConfig,
     encoder: Lstm,
     decoder: Lstm,
-    output_layer: candle_nn::Linear,
+    /// `None` in the sequence form.
+    output_layer: Option<candle_nn::Linear>,
     device: Device,
     signature: Signature,
     /// The CPU kernel, when enabled ([`LstmAutoencoder::with_cpu_kernel`]).
@@ -154,7 +184,10 @@ impl LstmAutoencoder {
         cfg.validate().map_err(|reason| Error::invalid("", reason))?;
         let encoder = Lstm::new(&cfg.encoder(), vb.pp("encoder"))?;
         let decoder = Lstm::new(&cfg.decoder(), vb.pp("decoder"))?;
-        let output_layer = candle_nn::linear(cfg.hidden_size, cfg.n_features, vb.pp("output_layer"))?;
+        let output_layer = match cfg.decoder {
+            DecoderForm::Repeated => Some(candle_nn::linear(cfg.hidden_size, cfg.n_features, vb.pp("output_layer"))?),
+            DecoderForm::Sequence => None,
+        };
         let t = cfg.seq_len.map_or(-1, |t| t as i64);
         let f = cfg.n_features as i64;
         let mut outputs = vec![
@@ -186,14 +219,23 @@ impl LstmAutoencoder {
         if !self.device.is_cpu() {
             return Ok(self);
         }
-        let out_w = self.output_layer.weight().flatten_all()?.to_vec1::<f32>()?;
-        let out_b = match self.output_layer.bias() {
-            Some(b) => b.to_vec1::<f32>()?,
-            None => vec![0.0; self.cfg.n_features],
+        let output = match &self.output_layer {
+            Some(linear) => {
+                let out_w = linear.weight().flatten_all()?.to_vec1::<f32>()?;
+                let out_b = match linear.bias() {
+                    Some(b) => b.to_vec1::<f32>()?,
+                    None => vec![0.0; self.cfg.n_features],
+                };
+                Some((out_w, out_b))
+            }
+            None => None,
         };
         let (encoder, decoder) = (self.encoder.layer_weights()?, self.decoder.layer_weights()?);
-        let kernel =
-            CpuAutoencoder::new((&self.cfg.encoder(), &encoder), (&self.cfg.decoder(), &decoder), &out_w, &out_b);
+        let kernel = CpuAutoencoder::new(
+            (&self.cfg.encoder(), &encoder),
+            (&self.cfg.decoder(), &decoder),
+            output.as_ref().map(|(w, b)| (w.as_slice(), b.as_slice())),
+        );
         self.cpu = Some(std::sync::Arc::new(kernel));
         Ok(self)
     }
@@ -227,9 +269,12 @@ impl LstmAutoencoder {
     pub fn forward(&self, x: &CTensor) -> candle_core::Result<CTensor> {
         let (_, t, _) = x.dims3()?;
         let x = x.transpose(0, 1)?.contiguous()?;
-        let (_, z) = self.encoder.forward_time_major(&x)?;
-        let y = self.decoder.forward_repeated(&z, t)?;
-        linear_time_major(&y, &self.output_layer)?.transpose(0, 1)?.contiguous()
+        let (sequence, z) = self.encoder.forward_time_major(&x)?;
+        let y = match &self.output_layer {
+            Some(linear) => linear_time_major(&self.decoder.forward_repeated(&z, t)?, linear)?,
+            None => self.decoder.forward_time_major(&sequence)?.0,
+        };
+        y.transpose(0, 1)?.contiguous()
     }
 
     /// Reconstructs `b` scaled windows of `t` steps (row-major `[b, t, F]`), on the model's device.

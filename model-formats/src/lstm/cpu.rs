@@ -43,9 +43,9 @@ pub struct CpuAutoencoder {
     hidden: usize,
     encoder: Vec<Layer>,
     decoder: Vec<Layer>,
-    /// The output layer's `Wᵀ`, `[H, F]`.
-    out_w_t: Vec<f32>,
-    out_b: Vec<f32>,
+    /// The output layer's `Wᵀ` `[H, F]` and bias, in the repeated form; `None` in the sequence form,
+    /// where the decoder reads the encoder's outputs and its own outputs are the reconstruction.
+    output: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// The weights of one layer as PyTorch stores them (row-major): `W_ih` `[4H, In]`, `W_hh` `[4H, H]`,
@@ -86,12 +86,12 @@ impl Layer {
 }
 
 impl CpuAutoencoder {
-    /// Packs the weights of `encoder`/`decoder` layers and the output layer (`out_w` `[F, H]`, `out_b` `[F]`).
+    /// Packs the weights of `encoder`/`decoder` layers and the output layer (`out_w` `[F, H]`, `out_b` `[F]`);
+    /// without an output layer, the sequence form.
     pub fn new(
         encoder: (&LstmConfig, &[LayerWeights]),
         decoder: (&LstmConfig, &[LayerWeights]),
-        out_w: &[f32],
-        out_b: &[f32],
+        output: Option<(&[f32], &[f32])>,
     ) -> CpuAutoencoder {
         let hidden = encoder.0.hidden_size;
         let features = encoder.0.input_size;
@@ -102,19 +102,21 @@ impl CpuAutoencoder {
                 .map(|(k, w)| Layer::pack(w, if k == 0 { cfg.input_size } else { cfg.hidden_size }, cfg.hidden_size))
                 .collect()
         };
-        let mut out_w_t = vec![0.0f32; hidden * features];
-        for f in 0..features {
-            for h in 0..hidden {
-                out_w_t[h * features + f] = out_w[f * hidden + h];
+        let output = output.map(|(out_w, out_b)| {
+            let mut out_w_t = vec![0.0f32; hidden * features];
+            for f in 0..features {
+                for h in 0..hidden {
+                    out_w_t[h * features + f] = out_w[f * hidden + h];
+                }
             }
-        }
+            (out_w_t, out_b.to_vec())
+        });
         CpuAutoencoder {
             features,
             hidden,
             encoder: pack(encoder.0, encoder.1),
             decoder: pack(decoder.0, decoder.1),
-            out_w_t,
-            out_b: out_b.to_vec(),
+            output,
         }
     }
 
@@ -157,6 +159,14 @@ impl CpuAutoencoder {
         for layer in &self.encoder {
             seq = scratch.layer(layer, Input::Sequence(&seq), t, b);
         }
+        let Some((out_w_t, out_b)) = &self.output else {
+            // The sequence form: the decoder reads the encoder's outputs; its outputs are `[T·B, F]`.
+            for layer in &self.decoder {
+                seq = scratch.layer(layer, Input::Sequence(&seq), t, b);
+            }
+            to_batch_major(&seq, t, b, f, out);
+            return;
+        };
         let z = seq[(t - 1) * b * h..].to_vec();
         // Decoder: its first layer sees z at every step.
         let mut layers = self.decoder.iter();
@@ -172,15 +182,20 @@ impl CpuAutoencoder {
         let rows = t * b;
         let mut y = vec![0.0f32; rows * f];
         for r in y.chunks_exact_mut(f) {
-            r.copy_from_slice(&self.out_b);
+            r.copy_from_slice(out_b);
         }
-        gemm(&seq, rows, h, &self.out_w_t, f, &mut y, 1.0);
-        for s in 0..t {
-            for w in 0..b {
-                let from = (s * b + w) * f;
-                let to = (w * t + s) * f;
-                out[to..to + f].copy_from_slice(&y[from..from + f]);
-            }
+        gemm(&seq, rows, h, out_w_t, f, &mut y, 1.0);
+        to_batch_major(&y, t, b, f, out);
+    }
+}
+
+/// Time-major `[T·B, F]` rows into batch-major `[B, T, F]`.
+fn to_batch_major(y: &[f32], t: usize, b: usize, f: usize, out: &mut [f32]) {
+    for s in 0..t {
+        for w in 0..b {
+            let from = (s * b + w) * f;
+            let to = (w * t + s) * f;
+            out[to..to + f].copy_from_slice(&y[from..from + f]);
         }
     }
 }
@@ -207,6 +222,10 @@ impl Scratch {
     fn layer(&mut self, layer: &Layer, input: Input<'_>, t: usize, b: usize) -> Vec<f32> {
         let hidden = layer.bias.len() / 4;
         let g = 4 * hidden;
+        // Layers of another width (the sequence form's decoder, `H → F`) resize the buffers.
+        self.h.resize(b * hidden, 0.0);
+        self.c.resize(b * hidden, 0.0);
+        self.gates.resize(b * g, 0.0);
         // Input projections with both biases: every step at once, or once for a repeated input.
         let (proj, per_step) = match input {
             Input::Sequence(x) => {

@@ -20,7 +20,7 @@ pub mod device;
 pub mod import;
 pub mod layer;
 
-pub use autoencoder::{LstmAutoencoder, LstmAutoencoderConfig, Scaler};
+pub use autoencoder::{DecoderForm, LstmAutoencoder, LstmAutoencoderConfig, Scaler};
 pub use device::{DeviceChoice, ResolvedDevice};
 pub use import::{CONFIG_JSON, load_pytorch, save_pytorch};
 pub use layer::{Lstm, LstmConfig};
