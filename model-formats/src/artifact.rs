@@ -117,8 +117,8 @@ impl NativeModel {
 ///
 /// # Errors
 /// The loaders' errors: for a native artifact as [`NativeModel::load`]; for a pickle
-/// [`Error::UnsupportedClass`] (a class outside the allowlist) and [`Error::Pickle`] (a malformed
-/// file, or an estimator Ferroserve does not serve).
+/// [`Error::UnsupportedClass`] (a class outside the allowlist), [`Error::PickleRead`] (a malformed
+/// file) and [`Error::Pickle`] (an estimator Ferroserve does not serve).
 pub fn load_model(files: &ArtifactFiles) -> Result<Arc<dyn Model>> {
     load_model_with(files, &LoadOptions::default())
 }

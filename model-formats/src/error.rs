@@ -82,13 +82,24 @@ pub enum Error {
         /// The module-qualified name (`os.system`).
         class: String,
     },
-    /// A pickle (or joblib container) is malformed, truncated, over a limit, or not a scikit-learn model
-    /// Ferroserve can serve.
+    /// A pickle (or joblib container) that the interpreter could not read: malformed, truncated, over
+    /// a limit, or using a feature Ferroserve does not read. `source` says which kind of failure, and
+    /// where ([`ferroserve_pickle::Error::offset`]).
+    #[error("{}: {source}", path.display())]
+    PickleRead {
+        /// The pickle file.
+        path: PathBuf,
+        /// The interpreter's error (never [`ferroserve_pickle::Error::Io`] nor
+        /// [`ferroserve_pickle::Error::UnsupportedClass`], which are [`Error::Io`] and
+        /// [`Error::UnsupportedClass`]).
+        source: ferroserve_pickle::Error,
+    },
+    /// A pickle read fine but is not a scikit-learn model Ferroserve can serve (or is inconsistent).
     #[error("{}: {reason}", path.display())]
     Pickle {
         /// The pickle file.
         path: PathBuf,
-        /// What is wrong, with the byte offset where it applies.
+        /// What is wrong.
         reason: String,
     },
     /// A folder holds no artifact Ferroserve recognises.
@@ -117,6 +128,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// The pickle interpreter's error about the file `path`: [`Error::Io`] if it could not be read,
+    /// [`Error::UnsupportedClass`] for a class outside the allowlist (`model.pkl: unsupported class
+    /// os.system`), [`Error::PickleRead`] for everything else.
+    pub fn pickle(path: impl Into<PathBuf>, error: ferroserve_pickle::Error) -> Self {
+        let path = path.into();
+        match error {
+            ferroserve_pickle::Error::Io(source) => Error::Io { path, source },
+            e @ ferroserve_pickle::Error::UnsupportedClass { .. } => {
+                Error::UnsupportedClass { path, class: e.class_name().unwrap_or_default() }
+            }
+            source => Error::PickleRead { path, source },
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

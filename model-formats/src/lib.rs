@@ -13,7 +13,8 @@
 //! - [`tensor`]: typed tensors ([`Tensor`], [`TensorData`], [`DataType`]).
 //! - [`tree`]: decision trees in scikit-learn's array form, the flat inference layout, and
 //!   [`tree::IsolationForest`].
-//! - [`pickle`]: the restricted pickle interpreter and the inert values it builds.
+//! - [`pickle`]: the restricted pickle interpreter and the inert values it builds (the
+//!   `ferroserve-pickle` crate, re-exported, with errors naming the file).
 //! - [`sklearn`]: scikit-learn estimators read from pickles, served with scikit-learn's outputs.
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
 //! - [`error`]: the crate's [`Error`].

@@ -1,15 +1,14 @@
-//! Fuzzes `ferroserve_formats::pickle::loads` (the pickle interpreter, joblib's container and zlib/gzip
-//! decompression) and then every accessor the estimator readers call on what it returns.
+//! Fuzzes `ferroserve_pickle::loads` (the pickle interpreter, joblib's container and zlib/gzip
+//! decompression) and then every accessor the estimator readers call on what it returns, and the
+//! error's message and offset when it fails.
 //!
 //! Run (see docs/pickle.md):
-//!     cd model-formats/fuzz
-//!     RUSTC_BOOTSTRAP=1 cargo fuzz run pickle_loads corpus/pickle_loads ../tests/fixtures/pickle \
+//!     cd pickle/fuzz
+//!     RUSTC_BOOTSTRAP=1 cargo fuzz run pickle_loads corpus/pickle_loads ../tests/fixtures \
 //!         -- -dict=pickle.dict -max_total_time=300
 #![no_main]
 
-use std::path::Path;
-
-use ferroserve_formats::pickle::{Limits, Value, loads};
+use ferroserve_pickle::{Limits, Value, loads};
 use libfuzzer_sys::fuzz_target;
 
 /// Production limits scaled down so that each input is cheap: an input that hits a limit exercises
@@ -64,9 +63,14 @@ fn exercise(v: &Value) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(v) = loads(data, Path::new("fuzz.pkl"), &limits()) {
-        exercise(&v);
-        // Debug recurses: the interpreter's depth and sharing bounds make that safe.
-        let _ = format!("{v:?}").len();
+    match loads(data, &limits()) {
+        Ok(v) => {
+            exercise(&v);
+            // Debug recurses: the interpreter's depth and sharing bounds make that safe.
+            let _ = format!("{v:?}").len();
+        }
+        Err(e) => {
+            let _ = (e.to_string().len(), e.offset(), e.class_name());
+        }
     }
 });

@@ -17,12 +17,14 @@
 
 use std::rc::Rc;
 
+use super::limits::Limit;
 use super::value::{ArrayData, Dtype, NdArray, Value};
+use crate::error::Fault;
 
 /// numpy's maximum number of dimensions (`NPY_MAXDIMS` in numpy 2; numpy 1 allows 32).
 const MAX_NDIM: usize = 64;
 
-/// Why a numpy form could not be decoded.
+/// Why a numpy form could not be decoded (the functions that check a limit return a [`Fault`]).
 pub(crate) type Reason = String;
 
 /// The tuple's items, or an error naming `what`.
@@ -88,23 +90,23 @@ pub(crate) fn dtype_size(d: &Dtype) -> (usize, usize) {
 
 /// `dtype` with numpy's pickled dtype state applied. `max_depth` bounds the nesting of structured
 /// dtypes (their fields are dtypes).
-pub(crate) fn apply_dtype_state(dtype: &Dtype, state: &Value, max_depth: usize) -> Result<Dtype, Reason> {
+pub(crate) fn apply_dtype_state(dtype: &Dtype, state: &Value, max_depth: usize) -> Result<Dtype, Fault> {
     let t = tuple_items(state, "the dtype state")?;
     let version = t.first().and_then(Value::as_int);
     if !matches!((version, t.len()), (Some(3), 8) | (Some(4), 9)) {
-        return Err(format!("unsupported numpy dtype state (version {version:?}, {} items)", t.len()));
+        return Err(format!("unsupported numpy dtype state (version {version:?}, {} items)", t.len()).into());
     }
     let mut out = dtype.clone();
     match t[1].as_str() {
         Some(">") => out.big_endian = true,
         Some("<" | "=" | "|") => out.big_endian = false,
-        _ => return Err(format!("invalid dtype byte order {}", t[1].type_name())),
+        _ => return Err(format!("invalid dtype byte order {}", t[1].type_name()).into()),
     }
     let elsize = t[5].as_int().ok_or("the dtype item size is not an integer")?;
     if matches!(out.kind, 'V' | 'S' | 'U') && elsize >= 0 {
         out.itemsize = usize::try_from(elsize).map_err(|_| "dtype item size out of range")?;
         if out.kind == 'U' && !out.itemsize.is_multiple_of(4) {
-            return Err(format!("a unicode dtype of {elsize} bytes"));
+            return Err(format!("a unicode dtype of {elsize} bytes").into());
         }
     }
     out.fields.clear();
@@ -116,7 +118,7 @@ pub(crate) fn apply_dtype_state(dtype: &Dtype, state: &Value, max_depth: usize) 
                 let spec = fields.get(name).ok_or_else(|| format!("dtype field `{name}` is not described"))?;
                 let spec = tuple_items(&spec, "a dtype field")?;
                 let (Some(Value::Dtype(fd)), Some(offset)) = (spec.first(), spec.get(1).and_then(Value::as_int)) else {
-                    return Err(format!("dtype field `{name}` is not (dtype, offset)"));
+                    return Err(format!("dtype field `{name}` is not (dtype, offset)").into());
                 };
                 let offset =
                     usize::try_from(offset).map_err(|_| format!("dtype field `{name}` has a negative offset"))?;
@@ -125,18 +127,20 @@ pub(crate) fn apply_dtype_state(dtype: &Dtype, state: &Value, max_depth: usize) 
                     return Err(format!(
                         "dtype field `{name}` ({} bytes at offset {offset}) overruns the {}-byte record",
                         fd.itemsize, out.itemsize
-                    ));
+                    )
+                    .into());
                 }
                 out.fields.push((name.to_owned(), (**fd).clone(), offset));
             }
         }
-        _ => return Err("a structured dtype without both field names and fields".to_owned()),
+        _ => return Err("a structured dtype without both field names and fields".into()),
     }
     if out.big_endian && out.itemsize <= 1 {
         out.big_endian = false;
     }
     if dtype_size(&out).0 > max_depth {
-        return Err(format!("structured dtype nested deeper than the limit max_depth = {max_depth}"));
+        let reason = format!("structured dtype nested deeper than the limit max_depth = {max_depth}");
+        return Err(Fault::limit(Limit::Depth, max_depth, reason));
     }
     Ok(out)
 }
@@ -168,9 +172,10 @@ pub(crate) fn shape(v: &Value) -> Result<(Vec<usize>, usize), Reason> {
 
 /// Checks that an array of `count` elements with no bytes per element (object arrays, zero-size
 /// dtypes) stays within the collection limit; arrays of sized elements are bounded by their bytes.
-fn check_count(dtype: &Dtype, count: usize, max_len: usize) -> Result<(), Reason> {
+fn check_count(dtype: &Dtype, count: usize, max_len: usize) -> Result<(), Fault> {
     if (dtype.kind == 'O' || dtype.itemsize == 0) && count > max_len {
-        return Err(format!("an array of {count} elements is over the limit max_collection_len = {max_len}"));
+        let reason = format!("an array of {count} elements is over the limit max_collection_len = {max_len}");
+        return Err(Fault::limit(Limit::CollectionLen, max_len, reason));
     }
     Ok(())
 }
@@ -194,16 +199,16 @@ pub(crate) fn latin1(s: &str) -> Result<Vec<u8>, Reason> {
 }
 
 /// The array from `_reconstruct`'s `BUILD` state.
-pub(crate) fn array_from_state(state: &Value, max_len: usize) -> Result<NdArray, Reason> {
+pub(crate) fn array_from_state(state: &Value, max_len: usize) -> Result<NdArray, Fault> {
     let t = tuple_items(state, "the ndarray state")?;
     let t = match t.len() {
         5 => &t[1..],
         4 => t,
-        n => return Err(format!("an ndarray state of {n} items (expected 4 or 5)")),
+        n => return Err(format!("an ndarray state of {n} items (expected 4 or 5)").into()),
     };
     let (shape, count) = shape(&t[0])?;
     let Value::Dtype(dtype) = &t[1] else {
-        return Err(format!("the ndarray state's dtype is a {}", t[1].type_name()));
+        return Err(format!("the ndarray state's dtype is a {}", t[1].type_name()).into());
     };
     let fortran = t[2].as_bool().ok_or("the ndarray state's is_fortran is not a bool")?;
     check_count(dtype, count, max_len)?;
@@ -212,14 +217,14 @@ pub(crate) fn array_from_state(state: &Value, max_len: usize) -> Result<NdArray,
         (Value::List(items), 'O') => {
             let items = items.borrow();
             if items.len() != count {
-                return Err(format!("an object array of {count} elements holds {}", items.len()));
+                return Err(format!("an object array of {count} elements holds {}", items.len()).into());
             }
             (ArrayData::Objects(items.clone()), false)
         }
         (Value::Bytes(b), k) if k != 'O' => (ArrayData::Raw(raw(dtype, count, b)?), fortran),
         (Value::Str(s), k) if k != 'O' => (ArrayData::Raw(raw(dtype, count, &latin1(s)?)?), fortran),
         (other, _) => {
-            return Err(format!("an ndarray of {} with {} data", dtype.descr(), other.type_name()));
+            return Err(format!("an ndarray of {} with {} data", dtype.descr(), other.type_name()).into());
         }
     };
     Ok(NdArray { dtype: (**dtype).clone(), shape, fortran, data })
@@ -269,27 +274,27 @@ pub(crate) struct WrapperHeader {
 
 impl WrapperHeader {
     /// Reads the wrapper's `BUILD` state (its `__dict__`).
-    pub(crate) fn from_state(state: &Value, max_len: usize) -> Result<Self, Reason> {
+    pub(crate) fn from_state(state: &Value, max_len: usize) -> Result<Self, Fault> {
         let dict = match state {
             d @ Value::Dict(_) => d.clone(),
             // (dict, slotstate), as `object.__reduce_ex__` may write.
             Value::Tuple(t) if matches!(t.first(), Some(Value::Dict(_))) => t[0].clone(),
-            other => return Err(format!("NumpyArrayWrapper state is a {}", other.type_name())),
+            other => return Err(format!("NumpyArrayWrapper state is a {}", other.type_name()).into()),
         };
         let field = |k: &str| dict.get(k).ok_or_else(|| format!("NumpyArrayWrapper state has no `{k}`"));
         let (shape, count) = shape(&field("shape")?)?;
         let Value::Dtype(dtype) = field("dtype")? else {
-            return Err("NumpyArrayWrapper dtype is not a numpy dtype".to_owned());
+            return Err("NumpyArrayWrapper dtype is not a numpy dtype".into());
         };
         let fortran = match field("order")?.as_str() {
             Some("F") => true,
             Some("C") => false,
-            _ => return Err("NumpyArrayWrapper order is neither 'C' nor 'F'".to_owned()),
+            _ => return Err("NumpyArrayWrapper order is neither 'C' nor 'F'".into()),
         };
         let padded = match dict.get("numpy_array_alignment_bytes") {
             None | Some(Value::None) => false,
             Some(Value::Int(_)) => true,
-            Some(other) => return Err(format!("NumpyArrayWrapper alignment is a {}", other.type_name())),
+            Some(other) => return Err(format!("NumpyArrayWrapper alignment is a {}", other.type_name()).into()),
         };
         check_count(&dtype, count, max_len)?;
         Ok(WrapperHeader { dtype: (*dtype).clone(), shape, count, fortran, padded })
@@ -386,7 +391,7 @@ mod tests {
         let names_found: Vec<_> = d.fields.iter().map(|f| (f.0.as_str(), f.1.kind, f.2)).collect();
         assert_eq!(names_found, [("left", 'i', 0), ("threshold", 'f', 8)]);
         let err = apply_dtype_state(&base, &dtype_state("|", names, fields, 12), 4);
-        assert!(err.is_err_and(|e| e.contains("overruns")));
+        assert!(err.is_err_and(|e| e.to_string().contains("overruns")));
     }
 
     #[test]
@@ -411,7 +416,7 @@ mod tests {
             ])
         };
         let a = array_from_state(&state(2, [1.5f64.to_le_bytes(), 2.5f64.to_le_bytes()].concat()), 10);
-        assert_eq!(a.and_then(|a| a.to_f64()), Ok(vec![1.5, 2.5]));
+        assert_eq!(a.map_err(|e| e.to_string()).and_then(|a| a.to_f64()), Ok(vec![1.5, 2.5]));
         assert!(array_from_state(&state(3, vec![0; 16]), 10).is_err());
         assert!(array_from_state(&state(1 << 60, vec![0; 16]), 10).is_err());
     }
@@ -426,6 +431,8 @@ mod tests {
             Value::Bool(false),
             Value::Bytes(Rc::from(vec![])),
         ]);
-        assert!(array_from_state(&state, 1000).is_err_and(|e| e.contains("max_collection_len")));
+        let e = array_from_state(&state, 1000);
+        assert!(matches!(&e, Err(Fault::Limit { what: Limit::CollectionLen, limit: 1000, .. })), "{e:?}");
+        assert!(e.is_err_and(|e| e.to_string().contains("max_collection_len")));
     }
 }

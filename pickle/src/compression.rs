@@ -8,15 +8,15 @@
 
 use std::io::Read;
 
+use crate::error::{Codec, Stream};
+
 /// The container a file's first bytes announce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Container {
     /// A bare pickle stream (plain pickle, or joblib without compression).
     Plain,
-    /// joblib `compress=('zlib', n)` or `compress=n`.
-    Zlib,
-    /// joblib `compress=('gzip', n)`.
-    Gzip,
+    /// joblib `compress=('zlib', n)` or `compress=n`, or `compress=('gzip', n)`.
+    Compressed(Codec),
     /// A compressor Ferroserve does not read.
     Unsupported(&'static str),
     /// joblib < 0.10's `ZF` format.
@@ -28,8 +28,8 @@ impl Container {
     pub(crate) fn detect(bytes: &[u8]) -> Container {
         const PREFIXES: [(&[u8], Container); 7] = [
             (b"ZF", Container::OldJoblib),
-            (b"\x78", Container::Zlib),
-            (b"\x1f\x8b", Container::Gzip),
+            (b"\x78", Container::Compressed(Codec::Zlib)),
+            (b"\x1f\x8b", Container::Compressed(Codec::Gzip)),
             (b"BZ", Container::Unsupported("bz2")),
             (b"\xfd\x37\x7a\x58\x5a", Container::Unsupported("xz")),
             (b"\x5d\x00", Container::Unsupported("lzma")),
@@ -38,12 +38,11 @@ impl Container {
         PREFIXES.iter().find(|(p, _)| bytes.starts_with(p)).map_or(Container::Plain, |(_, c)| *c)
     }
 
-    /// A word for error messages ("in the zlib-decompressed stream").
-    pub(crate) fn stream_name(self) -> &'static str {
+    /// The stream the interpreter reads, for error offsets.
+    pub(crate) fn stream(self) -> Stream {
         match self {
-            Container::Zlib => "zlib-decompressed stream",
-            Container::Gzip => "gzip-decompressed stream",
-            _ => "file",
+            Container::Compressed(codec) => Stream::Decompressed(codec),
+            _ => Stream::File,
         }
     }
 }
@@ -57,13 +56,12 @@ pub(crate) enum DecompressError {
     Corrupt(std::io::Error),
 }
 
-/// Decompresses `bytes` in the given container, producing at most `max_out` bytes.
-pub(crate) fn decompress(container: Container, bytes: &[u8], max_out: u64) -> Result<Vec<u8>, DecompressError> {
+/// Decompresses `bytes`, producing at most `max_out` bytes.
+pub(crate) fn decompress(codec: Codec, bytes: &[u8], max_out: u64) -> Result<Vec<u8>, DecompressError> {
     // A multi-member reader matches Python's gzip module, which reads concatenated members.
-    let reader: Box<dyn Read + '_> = match container {
-        Container::Zlib => Box::new(flate2::read::ZlibDecoder::new(bytes)),
-        Container::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
-        _ => return Ok(bytes.to_vec()),
+    let reader: Box<dyn Read + '_> = match codec {
+        Codec::Zlib => Box::new(flate2::read::ZlibDecoder::new(bytes)),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
     };
     let mut out = Vec::new();
     // Read one byte past the limit to tell "exactly at the limit" from "over it".
@@ -90,8 +88,8 @@ mod tests {
     fn detects_joblib_magic_numbers() {
         assert_eq!(Container::detect(b"\x80\x04"), Container::Plain);
         assert_eq!(Container::detect(b"(dp0"), Container::Plain);
-        assert_eq!(Container::detect(&zlib(b"abc")), Container::Zlib);
-        assert_eq!(Container::detect(b"\x1f\x8b\x08"), Container::Gzip);
+        assert_eq!(Container::detect(&zlib(b"abc")), Container::Compressed(Codec::Zlib));
+        assert_eq!(Container::detect(b"\x1f\x8b\x08"), Container::Compressed(Codec::Gzip));
         assert_eq!(Container::detect(b"BZh9"), Container::Unsupported("bz2"));
         assert_eq!(Container::detect(b"\x04\x22\x4d\x18"), Container::Unsupported("lz4"));
         assert_eq!(Container::detect(b"ZF0x"), Container::OldJoblib);
@@ -102,11 +100,8 @@ mod tests {
     fn decompression_is_bounded() {
         let bomb = zlib(&vec![0u8; 1 << 20]);
         assert!(bomb.len() < 2048);
-        assert!(matches!(decompress(Container::Zlib, &bomb, 1000), Err(DecompressError::TooLarge)));
-        assert_eq!(decompress(Container::Zlib, &bomb, 1 << 20).map(|v| v.len()).ok(), Some(1 << 20));
-        assert!(matches!(
-            decompress(Container::Zlib, &bomb[..bomb.len() / 2], 1 << 21),
-            Err(DecompressError::Corrupt(_))
-        ));
+        assert!(matches!(decompress(Codec::Zlib, &bomb, 1000), Err(DecompressError::TooLarge)));
+        assert_eq!(decompress(Codec::Zlib, &bomb, 1 << 20).map(|v| v.len()).ok(), Some(1 << 20));
+        assert!(matches!(decompress(Codec::Zlib, &bomb[..bomb.len() / 2], 1 << 21), Err(DecompressError::Corrupt(_))));
     }
 }

@@ -2,7 +2,9 @@
 
 use std::rc::Rc;
 
+use super::limits::Limit;
 use super::value::Value;
+use crate::error::Fault;
 
 /// An integer from little-endian two's-complement bytes (`LONG1`, `LONG4`): `Int` when it fits in
 /// 64 bits, `BigInt` (the bytes, trimmed of redundant sign bytes) otherwise.
@@ -26,7 +28,7 @@ pub(crate) fn int_from_le(bytes: &[u8]) -> Value {
 
 /// A decimal integer as `INT` and `LONG` write it (`-12`, `123L`, `01` for `True` is handled by
 /// the caller). At most `max_bytes` bytes of result.
-pub(crate) fn int_from_decimal(text: &[u8], max_bytes: usize) -> Result<Value, String> {
+pub(crate) fn int_from_decimal(text: &[u8], max_bytes: usize) -> Result<Value, Fault> {
     let text = text.trim_ascii();
     let text = text.strip_suffix(b"L").unwrap_or(text);
     let shown = || String::from_utf8_lossy(&text[..text.len().min(40)]).into_owned();
@@ -36,11 +38,12 @@ pub(crate) fn int_from_decimal(text: &[u8], max_bytes: usize) -> Result<Value, S
         _ => (false, text),
     };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return Err(format!("invalid integer {:?}", shown()));
+        return Err(format!("invalid integer {:?}", shown()).into());
     }
     // Each decimal digit is log2(10)/8 ≈ 0.415 bytes; refuse before doing quadratic work.
     if digits.len() > max_bytes.saturating_mul(12) / 5 + 1 {
-        return Err(format!("an integer of {} digits is over the limit max_long_bytes = {max_bytes}", digits.len()));
+        let reason = format!("an integer of {} digits is over the limit max_long_bytes = {max_bytes}", digits.len());
+        return Err(Fault::limit(Limit::LongBytes, max_bytes, reason));
     }
     if let Some(v) = std::str::from_utf8(text).ok().and_then(|s| s.trim_start_matches('+').parse::<i64>().ok()) {
         return Ok(Value::Int(v));
@@ -69,7 +72,8 @@ pub(crate) fn int_from_decimal(text: &[u8], max_bytes: usize) -> Result<Value, S
         }
     }
     if mag.len() > max_bytes + 1 {
-        return Err(format!("an integer of {} bytes is over the limit max_long_bytes = {max_bytes}", mag.len()));
+        let reason = format!("an integer of {} bytes is over the limit max_long_bytes = {max_bytes}", mag.len());
+        return Err(Fault::limit(Limit::LongBytes, max_bytes, reason));
     }
     Ok(int_from_le(&mag))
 }
@@ -181,7 +185,9 @@ mod tests {
         assert_eq!(int_from_decimal(b"-18446744073709551616", 16), Ok(int_from_le(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff])));
         assert!(int_from_decimal(b"12x", 16).is_err());
         assert!(int_from_decimal(b"", 16).is_err());
-        assert!(int_from_decimal(&[b'9'; 100], 16).is_err_and(|e| e.contains("max_long_bytes")));
+        let e = int_from_decimal(&[b'9'; 100], 16);
+        assert!(matches!(&e, Err(Fault::Limit { what: Limit::LongBytes, limit: 16, .. })), "{e:?}");
+        assert!(e.is_err_and(|e| e.to_string().contains("max_long_bytes")));
     }
 
     #[test]

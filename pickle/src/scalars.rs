@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use super::limits::Limit;
 use super::machine::Machine;
 use super::text;
 use super::value::Value;
@@ -30,7 +31,9 @@ impl Machine<'_, '_> {
     pub(crate) fn long_bytes(&mut self, n: usize, what: &str) -> Result<()> {
         let max = self.ctx.limits.max_long_bytes;
         if n > max {
-            return Err(self.fail(format!("{what} of {n} bytes is over the limit max_long_bytes = {max}")));
+            return Err(
+                self.over(Limit::LongBytes, format!("{what} of {n} bytes is over the limit max_long_bytes = {max}"))
+            );
         }
         let bytes = self.read_counted(n, what)?;
         let v = text::int_from_le(bytes);

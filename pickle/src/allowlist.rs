@@ -134,7 +134,7 @@ static GROUPS: &[Group] = &[
         kind: Kind::NumpyArrayWrapper,
     },
     // --- scikit-learn estimators Ferroserve serves (1.2 to the newest release). Inert objects:
-    // their `__dict__` state is read by `crate::sklearn`, their methods never exist here.
+    // their `__dict__` state is read by `ferroserve_formats::sklearn`, their methods never exist here.
     Group { module: "sklearn.ensemble._iforest", names: &["IsolationForest"], kind: Kind::Class },
     Group {
         module: "sklearn.ensemble._forest",

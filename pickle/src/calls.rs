@@ -12,7 +12,7 @@ use super::graph;
 use super::machine::{self, CONTAINER_BYTES, Machine, SLOT_BYTES};
 use super::numpy::{self, WrapperHeader};
 use super::value::{Global, NdArray, Object, Value};
-use crate::error::Result;
+use crate::error::{Fault, Result, printable};
 
 /// Bytes a copy of `v`'s data would take (what numpy constructors copy).
 fn data_size(v: &Value) -> u64 {
@@ -108,7 +108,7 @@ impl Machine<'_, '_> {
 
     fn read_counted_line(&mut self, what: &str) -> Result<String> {
         let Some(line) = self.ctx.reader.line() else {
-            return Err(self.fail(format!("truncated pickle: {what} argument has no end of line")));
+            return Err(self.cut_short(format!("{what} argument has no end of line")));
         };
         let s = std::str::from_utf8(line).map_err(|_| self.fail(format!("{what} names are not valid UTF-8")))?;
         Ok(s.trim_end_matches('\r').to_owned())
@@ -121,7 +121,7 @@ impl Machine<'_, '_> {
         Ok(object)
     }
 
-    fn array(&mut self, a: std::result::Result<NdArray, String>) -> Result<Value> {
+    fn array(&mut self, a: std::result::Result<NdArray, impl Into<Fault>>) -> Result<Value> {
         a.map(|a| Value::Array(Rc::new(a))).map_err(|e| self.fail(e))
     }
 
@@ -192,7 +192,7 @@ impl Machine<'_, '_> {
                 numpy::latin1(text).map_err(|e| self.fail(e))?
             }
             "utf-8" | "utf8" => text.as_bytes().to_vec(),
-            other => return Err(self.fail(format!("_codecs.encode() with encoding {:?}", machine::printable(other)))),
+            other => return Err(self.fail(format!("_codecs.encode() with encoding {:?}", printable(other)))),
         };
         Ok(Value::Bytes(Rc::from(bytes)))
     }

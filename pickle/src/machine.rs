@@ -16,16 +16,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
-use std::path::Path;
 use std::rc::Rc;
 
 use super::allowlist::{self, Kind};
 use super::graph::{self, ShapeError};
-use super::limits::Limits;
+use super::limits::{Limit, Limits};
 use super::reader::Reader;
 use super::text;
 use super::value::{Global, Value};
-use crate::error::{Error, Result};
+use crate::error::{Error, Fault, Offset, Result, Stream};
 
 /// Estimated bytes of a new container, for the allocation budget.
 pub(crate) const CONTAINER_BYTES: u64 = 64;
@@ -36,25 +35,32 @@ pub(crate) const SLOT_BYTES: u64 = 32;
 /// arrays: the input, the limits and the budgets spent so far.
 #[derive(Debug)]
 pub(crate) struct Ctx<'a> {
-    pub(crate) path: &'a Path,
     pub(crate) limits: &'a Limits,
-    /// "file" or "zlib-decompressed stream", for error messages.
-    pub(crate) stream: &'static str,
+    /// The file, or the stream decompressed from it: what error offsets count.
+    pub(crate) stream: Stream,
     pub(crate) reader: Reader<'a>,
     ops: u64,
     alloc: u64,
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(path: &'a Path, limits: &'a Limits, stream: &'static str, data: &'a [u8]) -> Self {
-        Ctx { path, limits, stream, reader: Reader::new(data), ops: 0, alloc: 0 }
+    pub(crate) fn new(limits: &'a Limits, stream: Stream, data: &'a [u8]) -> Self {
+        Ctx { limits, stream, reader: Reader::new(data), ops: 0, alloc: 0 }
     }
 
-    pub(crate) fn error_at(&self, offset: usize, reason: impl Display) -> Error {
-        Error::Pickle {
-            path: self.path.to_path_buf(),
-            reason: format!("{reason} (at byte {offset} of the {})", self.stream),
-        }
+    /// `byte` of the stream being read.
+    pub(crate) fn offset(&self, byte: usize) -> Offset {
+        Offset { byte, stream: self.stream }
+    }
+
+    /// A [`Fault`] (or a malformation's description) found at `byte`.
+    pub(crate) fn error_at(&self, byte: usize, fault: impl Into<Fault>) -> Error {
+        fault.into().at(self.offset(byte))
+    }
+
+    /// Going over `what` at `byte`; `reason` names the limit.
+    pub(crate) fn over_at(&self, byte: usize, what: Limit, reason: String) -> Error {
+        Fault::limit(what, what.value(self.limits), reason).at(self.offset(byte))
     }
 }
 
@@ -118,35 +124,63 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, nested: bool) -> Result<Value> {
             Ok(value)
         }
         Err(e) => {
-            let reason = match e {
-                ShapeError::Cycle => "the pickle builds a reference cycle, which no scikit-learn model has".to_owned(),
-                ShapeError::TooDeep => format!("the data nests deeper than the limit max_depth = {max_depth}"),
-                ShapeError::Budget => format!("over the limit max_ops = {max_ops} (opcodes and elements)"),
-                ShapeError::TooShared => format!(
-                    "the data shares containers so much that it expands to more than max_collection_len = \
-                     {max_expanded} containers"
+            let fault = match e {
+                ShapeError::Cycle => {
+                    Fault::from("the pickle builds a reference cycle, which no scikit-learn model has")
+                }
+                ShapeError::TooDeep => Fault::limit(
+                    Limit::Depth,
+                    max_depth,
+                    format!("the data nests deeper than the limit max_depth = {max_depth}"),
+                ),
+                ShapeError::Budget => Fault::limit(
+                    Limit::Ops,
+                    max_ops,
+                    format!("over the limit max_ops = {max_ops} (opcodes and elements)"),
+                ),
+                ShapeError::TooShared => Fault::limit(
+                    Limit::CollectionLen,
+                    max_expanded,
+                    format!(
+                        "the data shares containers so much that it expands to more than max_collection_len = \
+                         {max_expanded} containers"
+                    ),
                 ),
             };
             leftovers.push(value);
             graph::dismantle(leftovers, &HashSet::new());
-            Err(m.ctx.error_at(m.ctx.reader.pos(), reason))
+            Err(m.ctx.error_at(m.ctx.reader.pos(), fault))
         }
     }
 }
 
 impl<'a> Machine<'_, 'a> {
-    /// An error about the current opcode.
-    pub(crate) fn fail(&self, reason: impl Display) -> Error {
-        self.ctx.error_at(self.at, reason)
+    /// An error about the current opcode: a [`Fault`], or a description of what is malformed.
+    pub(crate) fn fail(&self, fault: impl Into<Fault>) -> Error {
+        self.ctx.error_at(self.at, fault)
+    }
+
+    /// The current opcode goes over `what`; `reason` names the limit.
+    pub(crate) fn over(&self, what: Limit, reason: String) -> Error {
+        self.ctx.over_at(self.at, what, reason)
+    }
+
+    /// The current opcode uses a feature that is not read.
+    fn unsupported(&self, feature: impl Into<String>) -> Error {
+        Error::Unsupported { feature: feature.into(), at: Some(self.ctx.offset(self.at)) }
+    }
+
+    /// The stream ends inside the current opcode.
+    pub(crate) fn cut_short(&self, detail: String) -> Error {
+        Error::Truncated { detail, at: self.ctx.offset(self.at) }
     }
 
     /// Spends `n` units of the time budget.
     pub(crate) fn spend(&mut self, n: u64) -> Result<()> {
         self.ctx.ops = self.ctx.ops.saturating_add(n);
         if self.ctx.ops > self.ctx.limits.max_ops {
-            return Err(
-                self.fail(format!("over the limit max_ops = {} (opcodes and elements)", self.ctx.limits.max_ops))
-            );
+            let max = self.ctx.limits.max_ops;
+            return Err(self.over(Limit::Ops, format!("over the limit max_ops = {max} (opcodes and elements)")));
         }
         Ok(())
     }
@@ -155,10 +189,11 @@ impl<'a> Machine<'_, 'a> {
     pub(crate) fn allocate(&mut self, bytes: u64) -> Result<()> {
         self.ctx.alloc = self.ctx.alloc.saturating_add(bytes);
         if self.ctx.alloc > self.ctx.limits.max_alloc_bytes {
-            return Err(self.fail(format!(
-                "over the limit max_alloc_bytes = {} (bytes the pickle makes the reader allocate)",
-                self.ctx.limits.max_alloc_bytes
-            )));
+            let max = self.ctx.limits.max_alloc_bytes;
+            return Err(self.over(
+                Limit::AllocBytes,
+                format!("over the limit max_alloc_bytes = {max} (bytes the pickle makes the reader allocate)"),
+            ));
         }
         Ok(())
     }
@@ -167,7 +202,10 @@ impl<'a> Machine<'_, 'a> {
     pub(crate) fn check_len(&mut self, len: usize, what: &str) -> Result<()> {
         let max = self.ctx.limits.max_collection_len;
         if len > max {
-            return Err(self.fail(format!("a {what} of {len} elements is over the limit max_collection_len = {max}")));
+            return Err(self.over(
+                Limit::CollectionLen,
+                format!("a {what} of {len} elements is over the limit max_collection_len = {max}"),
+            ));
         }
         Ok(())
     }
@@ -176,7 +214,7 @@ impl<'a> Machine<'_, 'a> {
         loop {
             self.at = self.ctx.reader.pos();
             let Some(op) = self.ctx.reader.byte() else {
-                return Err(self.fail("truncated pickle: the stream ends before STOP"));
+                return Err(self.cut_short("the stream ends before STOP".to_owned()));
             };
             self.spend(1)?;
             match op {
@@ -377,38 +415,36 @@ impl<'a> Machine<'_, 'a> {
                 0x80 => {
                     let v = self.read_array::<1>("PROTO")?[0];
                     if v > 5 {
-                        return Err(self.fail(format!("unsupported pickle protocol {v} (0 to 5 are)")));
+                        return Err(self.unsupported(format!("unsupported pickle protocol {v} (0 to 5 are)")));
                     }
                 }
                 0x95 => {
                     let n = u64::from_le_bytes(self.read_array("FRAME")?);
                     if n > self.ctx.reader.remaining() as u64 {
-                        return Err(self.fail(format!(
-                            "truncated pickle: a FRAME of {n} bytes with {} remaining",
-                            self.ctx.reader.remaining()
-                        )));
+                        let remaining = self.ctx.reader.remaining();
+                        return Err(self.cut_short(format!("a FRAME of {n} bytes with {remaining} remaining")));
                     }
                 }
                 // Refused: these reach outside the pickle.
                 b'P' | b'Q' => {
-                    return Err(self.fail(
+                    return Err(self.unsupported(
                         "persistent IDs (PERSID/BINPERSID) are not supported: the pickle refers to objects \
                          stored outside it",
                     ));
                 }
                 0x82..=0x84 => {
-                    return Err(self.fail(
+                    return Err(self.unsupported(
                         "extension codes (EXT1/EXT2/EXT4) are not supported: they name classes through \
                          Python's copyreg registry",
                     ));
                 }
                 0x97 | 0x98 => {
-                    return Err(self.fail(
+                    return Err(self.unsupported(
                         "out-of-band buffers (NEXT_BUFFER/READONLY_BUFFER) are not supported: save the model \
                          without a buffer_callback",
                     ));
                 }
-                other => return Err(self.fail(format!("invalid opcode {other:#04x}"))),
+                opcode => return Err(Error::UnknownOpcode { opcode, at: self.ctx.offset(self.at) }),
             }
         }
     }
@@ -416,7 +452,7 @@ impl<'a> Machine<'_, 'a> {
     // --- Reading arguments.
 
     pub(crate) fn truncated(&self, what: &str, need: impl Display) -> Error {
-        self.fail(format!("truncated pickle: {what} needs {need} bytes, {} remain", self.ctx.reader.remaining()))
+        self.cut_short(format!("{what} needs {need} bytes, {} remain", self.ctx.reader.remaining()))
     }
 
     pub(crate) fn read_array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
@@ -429,16 +465,13 @@ impl<'a> Machine<'_, 'a> {
             return Err(self.truncated(what, n));
         }
         let remaining = self.ctx.reader.remaining();
-        self.ctx
-            .reader
-            .take(n)
-            .ok_or_else(|| self.fail(format!("truncated pickle: {what} needs {n} bytes, {remaining} remain")))
+        self.ctx.reader.take(n).ok_or_else(|| self.cut_short(format!("{what} needs {n} bytes, {remaining} remain")))
     }
 
     pub(crate) fn read_line(&mut self, what: &str) -> Result<&'a [u8]> {
         match self.ctx.reader.line() {
             Some(line) => Ok(line),
-            None => Err(self.fail(format!("truncated pickle: {what} argument has no end of line"))),
+            None => Err(self.cut_short(format!("{what} argument has no end of line"))),
         }
     }
 
@@ -465,9 +498,8 @@ impl<'a> Machine<'_, 'a> {
     pub(crate) fn push(&mut self, v: Value) -> Result<()> {
         if self.stack.len() >= self.ctx.limits.max_stack {
             graph::release(v);
-            return Err(
-                self.fail(format!("over the limit max_stack = {} (values on the stack)", self.ctx.limits.max_stack))
-            );
+            let max = self.ctx.limits.max_stack;
+            return Err(self.over(Limit::Stack, format!("over the limit max_stack = {max} (values on the stack)")));
         }
         self.stack.push(v);
         Ok(())
@@ -531,9 +563,8 @@ impl<'a> Machine<'_, 'a> {
 
     fn mark(&mut self) -> Result<()> {
         if self.marks.len() >= self.ctx.limits.max_depth {
-            return Err(
-                self.fail(format!("MARKs nest deeper than the limit max_depth = {}", self.ctx.limits.max_depth))
-            );
+            let max = self.ctx.limits.max_depth;
+            return Err(self.over(Limit::Depth, format!("MARKs nest deeper than the limit max_depth = {max}")));
         }
         self.marks.push(self.stack.len());
         Ok(())
@@ -586,7 +617,7 @@ impl<'a> Machine<'_, 'a> {
     fn put(&mut self, i: u64) -> Result<()> {
         let max = self.ctx.limits.max_memo;
         if i >= max as u64 || (self.memo.len() >= max && !self.memo.contains_key(&i)) {
-            return Err(self.fail(format!("memo index {i} is over the limit max_memo = {max}")));
+            return Err(self.over(Limit::Memo, format!("memo index {i} is over the limit max_memo = {max}")));
         }
         let v = self.top()?.clone();
         self.allocate(SLOT_BYTES)?;
@@ -647,14 +678,12 @@ impl<'a> Machine<'_, 'a> {
     /// A global, if the allowlist has it.
     pub(crate) fn resolve(&mut self, module: &str, name: &str) -> Result<Value> {
         let canonical = allowlist::canonical_module(module);
-        if let Some(why) = allowlist::refusal(canonical, name) {
-            return Err(self.fail(format!("{}: {why}", printable(&format!("{module}.{name}")))));
+        let at = self.ctx.offset(self.at);
+        if let Some(advice) = allowlist::refusal(canonical, name) {
+            return Err(Error::RefusedClass { module: module.to_owned(), name: name.to_owned(), advice, at });
         }
         if allowlist::lookup(canonical, name).is_none() {
-            return Err(Error::UnsupportedClass {
-                path: self.ctx.path.to_path_buf(),
-                class: printable(&format!("{module}.{name}")),
-            });
+            return Err(Error::UnsupportedClass { module: module.to_owned(), name: name.to_owned(), at });
         }
         self.allocate(CONTAINER_BYTES + (canonical.len() + name.len()) as u64)?;
         Ok(Value::Global(Rc::new(Global { module: canonical.to_owned(), name: name.to_owned() })))
@@ -677,19 +706,6 @@ fn identity(v: &Value) -> Option<usize> {
     }
 }
 
-/// A name as it may be shown in a log line: control characters escaped, at most 200 characters.
-pub(crate) fn printable(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(200)
-        .flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] })
-        .collect();
-    if s.chars().nth(200).is_some() {
-        out.push('…');
-    }
-    out
-}
-
 /// Tests' view of the containers the interpreter created on this thread, to check that a load
 /// frees everything it does not return.
 #[cfg(test)]
@@ -698,7 +714,7 @@ pub(crate) mod leak_check {
     use std::rc::{Rc, Weak};
 
     use super::Value;
-    use crate::pickle::Object;
+    use crate::Object;
 
     enum Tracked {
         Items(Weak<RefCell<Vec<Value>>>),

@@ -2,8 +2,11 @@
 //!
 //! A pickle is a program: without bounds a 100-byte file can ask for a terabyte string, a list
 //! nested a million deep, or a billion opcodes. Every limit here is checked before the memory is
-//! allocated or the work is done, and a file over one fails with [`Error::Pickle`](crate::Error::Pickle)
-//! naming the limit (`over the limit max_memo = 8388608 …`), never with an abort.
+//! allocated or the work is done, and a file over one fails with
+//! [`Error::LimitExceeded`](crate::Error::LimitExceeded) saying which [`Limit`] and naming it in the
+//! message (`over the limit max_memo = 8388608 …`), never with an abort.
+
+use std::fmt;
 
 /// Limits on one load. [`Limits::default`] is the production setting.
 ///
@@ -50,5 +53,68 @@ impl Default for Limits {
             max_collection_len: 1 << 24,
             max_long_bytes: 4096,
         }
+    }
+}
+
+/// One of the [`Limits`], as [`Error::LimitExceeded`](crate::Error::LimitExceeded) names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_file_bytes`].
+    FileBytes,
+    /// [`Limits::max_decompressed_bytes`].
+    DecompressedBytes,
+    /// [`Limits::max_alloc_bytes`].
+    AllocBytes,
+    /// [`Limits::max_ops`].
+    Ops,
+    /// [`Limits::max_memo`].
+    Memo,
+    /// [`Limits::max_stack`].
+    Stack,
+    /// [`Limits::max_depth`].
+    Depth,
+    /// [`Limits::max_collection_len`].
+    CollectionLen,
+    /// [`Limits::max_long_bytes`].
+    LongBytes,
+}
+
+impl Limit {
+    /// The field's name in [`Limits`] (`max_memo`), as messages spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::FileBytes => "max_file_bytes",
+            Limit::DecompressedBytes => "max_decompressed_bytes",
+            Limit::AllocBytes => "max_alloc_bytes",
+            Limit::Ops => "max_ops",
+            Limit::Memo => "max_memo",
+            Limit::Stack => "max_stack",
+            Limit::Depth => "max_depth",
+            Limit::CollectionLen => "max_collection_len",
+            Limit::LongBytes => "max_long_bytes",
+        }
+    }
+
+    /// Its value in `limits`.
+    pub fn value(self, limits: &Limits) -> u64 {
+        let size = |n: usize| n as u64;
+        match self {
+            Limit::FileBytes => limits.max_file_bytes,
+            Limit::DecompressedBytes => limits.max_decompressed_bytes,
+            Limit::AllocBytes => limits.max_alloc_bytes,
+            Limit::Ops => limits.max_ops,
+            Limit::Memo => size(limits.max_memo),
+            Limit::Stack => size(limits.max_stack),
+            Limit::Depth => size(limits.max_depth),
+            Limit::CollectionLen => size(limits.max_collection_len),
+            Limit::LongBytes => size(limits.max_long_bytes),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }

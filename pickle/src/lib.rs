@@ -1,0 +1,158 @@
+//! A restricted pickle interpreter: reading scikit-learn models saved with `pickle` or `joblib`,
+//! without executing anything.
+//!
+//! Python's unpickler runs code: a pickle names callables and their arguments, and `REDUCE` calls
+//! them. This crate is an interpreter of the pickle opcodes that builds inert [`Value`]s instead:
+//! a "call" only records the callable's name and arguments, and the callable must be on an allowlist
+//! of scikit-learn and numpy names (anything else is [`Error::UnsupportedClass`], naming it). numpy
+//! arrays are decoded from their bytes, and joblib's container (arrays written raw after a
+//! `NumpyArrayWrapper`, whole-file zlib or gzip compression) is read as joblib writes it. Every
+//! size, count and depth is bounded by [`Limits`]; a malformed file is an [`Error`] saying what kind
+//! of failure it is and at which byte, never a panic. `docs/pickle.md` has the full story.
+//!
+//! The crate depends on nothing of Ferroserve's (only on `flate2`, `half` and `thiserror`), so
+//! that it can be fuzzed and reviewed on its own; `ferroserve-formats` builds scikit-learn models
+//! from its [`Value`]s and names the file in its errors.
+//!
+//! ```
+//! use ferroserve_pickle::{self as pickle, Error, Limits, Value};
+//!
+//! // pickle.dumps({"n": 3}, protocol=4)
+//! let bytes = b"\x80\x04\x95\n\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x01n\x94K\x03s.";
+//! let v = pickle::loads(bytes, &Limits::default())?;
+//! assert_eq!(v.get("n"), Some(Value::Int(3)));
+//!
+//! // pickle.dumps(os.system) names a function that is not on the allowlist.
+//! let evil = b"\x80\x04\x95\x14\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94.";
+//! let err = pickle::loads(evil, &Limits::default()).unwrap_err();
+//! assert!(matches!(&err, Error::UnsupportedClass { module, name, .. } if module == "posix" && name == "system"));
+//! assert_eq!(err.to_string(), "unsupported class posix.system (at byte 28 of the file)");
+//! # Ok::<(), ferroserve_pickle::Error>(())
+//! ```
+//!
+//! # Layout
+//! - [`value`]: what a pickle evaluates to ([`Value`], [`Object`], numpy [`NdArray`] and [`Dtype`]).
+//! - [`allowlist`]: the reviewed table of names a pickle may mention, and what each does.
+//! - [`limits`]: [`Limits`], the bounds on one load, and [`Limit`], naming one of them.
+//! - [`error`]: [`Error`], the kind of failure and its [`Offset`].
+//! - `compression`: joblib's zlib/gzip container and its magic numbers.
+//! - `machine`: the stack, the memo and the opcodes; `containers`: filling lists, dicts and sets;
+//!   `scalars`: numbers, strings and bytes; `calls`: `REDUCE`/`BUILD` without calling;
+//!   `numpy`: dtypes and arrays from their pickled forms; `text`: protocol 0 text arguments;
+//!   `reader`: the bounds-checked cursor over the bytes.
+//! - `graph`: depth and cycle checks, and tearing values down without recursion.
+#![warn(missing_docs)]
+
+pub mod allowlist;
+mod calls;
+mod compression;
+mod containers;
+pub mod error;
+mod graph;
+pub mod limits;
+mod machine;
+mod numpy;
+mod reader;
+mod scalars;
+mod text;
+pub mod value;
+
+use std::io::Read;
+use std::path::Path;
+
+pub use error::{Codec, Error, Offset, Result, Stream};
+pub use limits::{Limit, Limits};
+pub use value::{ArrayData, ArrayError, Dtype, Global, NdArray, Object, Value};
+
+use compression::{Container, DecompressError};
+
+/// Reads a pickle or joblib file into a [`Value`], never executing anything from it.
+///
+/// The file may be a plain pickle (protocols 0–5), a joblib file, or a joblib file compressed with
+/// zlib or gzip. It is read whole (at most [`Limits::max_file_bytes`]); nothing of it is mapped or
+/// kept open.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; otherwise as [`loads`]. Errors do not name the file:
+/// the caller does.
+pub fn load_file(path: &Path, limits: &Limits) -> Result<Value> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limits.max_file_bytes {
+        return Err(over_file_limit(size, limits));
+    }
+    let mut bytes = Vec::new();
+    // The file may grow while it is read: never read past the limit.
+    file.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
+    loads(&bytes, limits)
+}
+
+/// Interprets the bytes of a pickle or joblib file (see [`load_file`]).
+///
+/// # Errors
+/// - [`Error::UnsupportedClass`] when the pickle names a class or function outside the
+///   [`allowlist`] (`unsupported class os.system (at byte 0 of the file)`), and
+///   [`Error::RefusedClass`] for the few names refused with advice (joblib < 0.10's side files).
+/// - [`Error::Truncated`], [`Error::UnknownOpcode`] and [`Error::Malformed`] when the file is
+///   truncated or malformed, with the byte offset.
+/// - [`Error::Unsupported`] when it uses a feature Ferroserve does not read (compression other
+///   than zlib/gzip, out-of-band buffers, persistent IDs, extension codes, protocols above 5).
+/// - [`Error::LimitExceeded`] when it goes over one of the [`Limits`] (named in the message).
+/// - [`Error::Compression`] when its zlib or gzip data is corrupt.
+pub fn loads(bytes: &[u8], limits: &Limits) -> Result<Value> {
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(over_file_limit(bytes.len() as u64, limits));
+    }
+    let container = Container::detect(bytes);
+    let decompressed;
+    let stream = match container {
+        Container::Plain => bytes,
+        Container::Compressed(codec) => {
+            decompressed =
+                compression::decompress(codec, bytes, limits.max_decompressed_bytes).map_err(|e| match e {
+                    DecompressError::TooLarge => Error::LimitExceeded {
+                        what: Limit::DecompressedBytes,
+                        limit: limits.max_decompressed_bytes,
+                        reason: format!(
+                            "decompresses to more than the limit max_decompressed_bytes = {}",
+                            limits.max_decompressed_bytes
+                        ),
+                        at: None,
+                    },
+                    DecompressError::Corrupt(source) => Error::Compression { codec, source },
+                })?;
+            &decompressed[..]
+        }
+        Container::Unsupported(name) => {
+            return Err(Error::Unsupported {
+                feature: format!(
+                    "a joblib file compressed with {name}, which Ferroserve does not read; re-save it uncompressed \
+                     or with zlib or gzip, e.g. joblib.dump(model, path, compress=('zlib', 3))"
+                ),
+                at: None,
+            });
+        }
+        Container::OldJoblib => {
+            return Err(Error::Unsupported {
+                feature: "a joblib < 0.9.3 file (`ZF` format), which Ferroserve does not read; load and re-save it \
+                          with a current joblib"
+                    .to_owned(),
+                at: None,
+            });
+        }
+    };
+    let mut ctx = machine::Ctx::new(limits, container.stream(), stream);
+    machine::run(&mut ctx, false)
+}
+
+fn over_file_limit(size: u64, limits: &Limits) -> Error {
+    Error::LimitExceeded {
+        what: Limit::FileBytes,
+        limit: limits.max_file_bytes,
+        reason: format!("the file is {size} bytes, over the limit max_file_bytes = {}", limits.max_file_bytes),
+        at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
