@@ -57,6 +57,9 @@ pub enum ApiError {
         /// The request's path.
         path: String,
     },
+    /// The request body stalled longer than `--body_read_timeout` between two chunks (408).
+    #[error("the request body stalled for more than {} s (--body_read_timeout)", .0.as_secs())]
+    BodyTimeout(Duration),
     /// The body is larger than `--max_body_bytes` (413).
     #[error("request body exceeds the limit of {limit} bytes (--max_body_bytes)")]
     PayloadTooLarge {
@@ -98,6 +101,7 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -124,6 +124,24 @@ pub struct Args {
     #[arg(long, env, default_value_t = 1000)]
     pub feedback_window: usize,
 
+    /// How long a client may take to send a request's headers (also how long an idle keep-alive
+    /// connection waits for its next request); slower connections are closed.
+    #[arg(long, env, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a request body may stall between two chunks; a body that stalls longer gets 408.
+    #[arg(long, env, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Client connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, env, default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// After SIGTERM, how long in-flight requests may take to finish before the remaining connections are
+    /// closed and the process exits 0 (below Kubernetes' default 30 s grace period).
+    #[arg(long, env, default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// KServe v1 `:predict` answers `predict_proba` instead of `predict` for models that have it, as
     /// KServe's scikit-learn server does with `PREDICT_PROBA=true` (only `true`, in any case, turns it on).
     #[arg(long = "predict_proba", env = "PREDICT_PROBA", value_name = "BOOL", default_value = "false",
@@ -208,6 +226,34 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     /// v1 `:predict` answers `predict_proba` for models that have it.
     pub predict_proba: bool,
+    /// Connection limits and the drain deadline.
+    pub connections: ConnectionLimits,
+}
+
+/// How client connections are bounded (`--header_read_timeout`, `--body_read_timeout`,
+/// `--max_connections`, `--shutdown_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time to send a request's headers; also the idle time of a keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Longest stall between two chunks of a request body (408 after it).
+    pub body_read_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// The command line's defaults.
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
 }
 
 impl TryFrom<Args> for Config {
@@ -233,6 +279,16 @@ impl TryFrom<Args> for Config {
         }
         if args.request_timeout_secs == 0 {
             return invalid("--request_timeout_secs", "must be at least 1");
+        }
+        for (flag, d) in
+            [("--header_read_timeout", args.header_read_timeout), ("--body_read_timeout", args.body_read_timeout)]
+        {
+            if d.is_zero() {
+                return invalid(flag, "must be longer than zero");
+            }
+        }
+        if args.max_connections == 0 {
+            return invalid("--max_connections", "must be at least 1");
         }
         if args.watch_interval.is_zero() {
             return invalid("--watch_interval", "must be longer than zero");
@@ -277,6 +333,12 @@ impl TryFrom<Args> for Config {
             },
             feedback: FeedbackConfig { capacity: args.feedback_capacity, window: args.feedback_window },
             predict_proba: args.predict_proba,
+            connections: ConnectionLimits {
+                header_read_timeout: args.header_read_timeout,
+                body_read_timeout: args.body_read_timeout,
+                max_connections: args.max_connections,
+                shutdown_timeout: args.shutdown_timeout,
+            },
         })
     }
 }

@@ -39,6 +39,7 @@ mod http;
 pub mod inference;
 pub mod metrics;
 pub mod protocol;
+pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod store;
@@ -57,11 +58,12 @@ use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::{Level, info};
 
 pub use api_error::ApiError;
-pub use config::{Args, Config, LogFormat, ModelSource};
+pub use config::{Args, Config, ConnectionLimits, LogFormat, ModelSource};
 pub use error::Error;
 pub use state::{AppState, Limits};
 pub use store::{LoadedVersion, ModelSnapshot, ModelStore, Reload, StoreConfig, VersionPolicy};
@@ -111,6 +113,8 @@ pub fn app(state: AppState) -> Router {
         .fallback(http::no_route)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // A body that stalls between chunks fails its read (408), so a half-sent body never holds a handler.
+        .layer(RequestBodyTimeoutLayer::new(state.connections().body_read_timeout))
         .layer(axum::middleware::from_fn(http::log_internal_errors))
         .layer(
             TraceLayer::new_for_http()
@@ -122,7 +126,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves the models of `config` on `listener` until `shutdown` resolves, then stops accepting and
-/// waits for in-flight requests.
+/// waits for in-flight requests, up to `--shutdown_timeout` ([`server`]).
 ///
 /// The listener answers at once (`/v2/health/live` is 200, `/v2/health/ready` 503) while the models
 /// load in the background; see [`serve_state`].
@@ -156,7 +160,8 @@ pub async fn serve_state(
     let watcher = watch::start(state.store(), state.watch())?;
     let store = state.store().clone();
     let loader = tokio::spawn(async move { store.load_all().await });
-    let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;
+    let connections = state.connections();
+    let served = server::serve(listener, app(state), connections, shutdown).await;
     // Loads still running are abandoned with the server: there is nobody left to serve them to.
     loader.abort();
     drop(watcher);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ferroserve_formats::LoadOptions;
 use tracing::info;
 
-use crate::config::{Config, WatchConfig, WatchMode};
+use crate::config::{Config, ConnectionLimits, WatchConfig, WatchMode};
 use crate::error::Error;
 use crate::feedback::{Feedback, FeedbackConfig};
 use crate::metrics::Metrics;
@@ -59,6 +59,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     feedback: Arc<Feedback>,
     predict_proba: bool,
+    connections: ConnectionLimits,
 }
 
 impl AppState {
@@ -66,7 +67,15 @@ impl AppState {
     pub fn new(store: ModelStore, limits: Limits) -> Self {
         let watch = WatchConfig { mode: WatchMode::Off, ..WatchConfig::default() };
         let feedback = Arc::new(Feedback::new(FeedbackConfig::default()));
-        AppState { store, limits, watch, metrics: Metrics::new(), feedback, predict_proba: false }
+        AppState {
+            store,
+            limits,
+            watch,
+            metrics: Metrics::new(),
+            feedback,
+            predict_proba: false,
+            connections: ConnectionLimits::default(),
+        }
     }
 
     /// Watches the store's folders as `watch` says once served.
@@ -110,6 +119,7 @@ impl AppState {
             metrics: Metrics::new(),
             feedback: Arc::new(Feedback::new(config.feedback)),
             predict_proba: config.predict_proba,
+            connections: config.connections,
         })
     }
 
@@ -138,6 +148,18 @@ impl AppState {
     pub fn with_predict_proba(mut self, on: bool) -> Self {
         self.predict_proba = on;
         self
+    }
+
+    /// Bounds client connections as `connections` says.
+    #[must_use]
+    pub fn with_connections(mut self, connections: ConnectionLimits) -> Self {
+        self.connections = connections;
+        self
+    }
+
+    /// How client connections are bounded.
+    pub fn connections(&self) -> ConnectionLimits {
+        self.connections
     }
 
     /// Whether v1 `:predict` answers `predict_proba` for models that have it.

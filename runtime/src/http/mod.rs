@@ -41,11 +41,25 @@ impl FromRequest<AppState> for RawBody {
         Bytes::from_request(request, state).await.map(RawBody).map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit: state.limits().max_body_bytes }
+            } else if caused_by_timeout(&rejection) {
+                ApiError::BodyTimeout(state.connections().body_read_timeout)
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {}", rejection.body_text()))
             }
         })
     }
+}
+
+/// Whether reading a body failed because it stalled past `--body_read_timeout`.
+fn caused_by_timeout(rejection: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Logs the cause of every 500, inside the request's span; the body only says "internal server error".

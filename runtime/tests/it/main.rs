@@ -7,6 +7,7 @@
 
 mod binary;
 mod cli;
+mod connections;
 mod errors;
 mod example;
 mod health;
