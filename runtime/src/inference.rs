@@ -35,6 +35,11 @@ use crate::store::{LoadedVersion, ModelSnapshot};
 /// The header that pins the version of a request to a route without a version in its path.
 pub const MODEL_VERSION_HEADER: &str = "x-model-version";
 
+/// A request header that marks a request as a check, not traffic (`ferroserve validate` sends it): it is
+/// answered and counted as any other, but its inputs never enter a drift window and its predictions are
+/// never kept for feedback, so a post-deployment check cannot raise a drift alert or skew accuracy.
+pub const PROBE_HEADER: &str = "x-ferroserve-probe";
+
 /// Inputs with more elements than this run on the blocking pool: a tree model scores ~2,000 values in
 /// tens of microseconds, about what a thread hand-off costs; more would stall other requests on the
 /// executor thread.
@@ -129,7 +134,7 @@ pub fn resolve(
 }
 
 /// One inference request in the model's terms.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Inference {
     /// The request's `id`: its predicted labels are kept for feedback under it.
     pub id: Option<String>,
@@ -137,6 +142,9 @@ pub struct Inference {
     pub inputs: Vec<Tensor>,
     /// The outputs asked for, by name; empty for the model's default output.
     pub outputs: Vec<String>,
+    /// Whether the request is traffic (its inputs feed drift and its labels feedback); `false` for checks
+    /// ([`PROBE_HEADER`]).
+    pub observed: bool,
 }
 
 /// The accounting of one inference request: in flight until finished, then counted by status with
@@ -219,8 +227,8 @@ impl Target {
     /// # Errors
     /// [`ApiError::Input`] when the inputs do not fit the model; a 500 when the model fails or panics.
     pub async fn infer(&self, request: Inference) -> Result<Vec<Tensor>, ApiError> {
-        let Inference { id, inputs, outputs } = request;
-        if let Some(drift) = self.version.drift() {
+        let Inference { id, inputs, outputs, observed } = request;
+        if observed && let Some(drift) = self.version.drift() {
             drift.record(&inputs);
         }
         let started = Instant::now();
@@ -236,7 +244,7 @@ impl Target {
             guarded_infer(model.as_ref(), &inputs, &outputs)?
         };
         self.metrics.predict.observe(started.elapsed().as_secs_f64());
-        if let Some(id) = &id {
+        if observed && let Some(id) = &id {
             self.feedback.record(self.model_name(), self.version.name(), model.label().as_ref(), id, &tensors);
         }
         Ok(tensors)

@@ -95,6 +95,8 @@ impl Http {
             .method(method)
             .uri(&uri)
             .header("content-type", "application/json")
+            // Check traffic: the server keeps it out of drift windows and feedback.
+            .header(crate::inference::PROBE_HEADER, "validate")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("{uri}: {e}"))?;
         let started = Instant::now();

@@ -48,7 +48,9 @@ async fn answer(
     let target = Target::resolve(state, model, account)?;
     let inline = body.len() <= state.limits().inline_body_bytes;
     let t = target.clone();
-    let (request, binary_outputs) = run_sized(inline, move || decode(&t, &body, json_len)).await??;
+    let observed = !headers.contains_key(crate::inference::PROBE_HEADER);
+    let (mut request, binary_outputs) = run_sized(inline, move || decode(&t, &body, json_len)).await??;
+    request.observed = observed;
     let id = request.id.clone();
     let tensors = target.infer(request).await?;
     let answered = HeaderValue::from_str(target.version().name()).ok();
@@ -105,7 +107,7 @@ fn decode(target: &Target, body: &[u8], json_len: Option<usize>) -> Result<(Infe
     let inputs = request.inputs.into_iter().map(Tensor::try_from).collect::<Result<Vec<_>, _>>()?;
     let outputs = request.outputs.into_iter().map(|o| o.name).collect();
     target.metrics().preprocess.observe(started.elapsed().as_secs_f64());
-    Ok((Inference { id: request.id, inputs, outputs }, binary_outputs))
+    Ok((Inference { id: request.id, inputs, outputs, observed: true }, binary_outputs))
 }
 
 /// Writes the response body naming the model and the version that answered.

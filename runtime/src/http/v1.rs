@@ -67,7 +67,7 @@ pub(crate) async fn post(
     match verb {
         "predict" => {
             let mut account = Account::open(&state);
-            let result = predict(&state, &model, body, &mut account).await;
+            let result = predict(&state, &model, &headers, body, &mut account).await;
             account.finish(&state, &model.model, &result);
             result
         }
@@ -93,6 +93,7 @@ fn split_verb(target: &str) -> Option<(&str, &str)> {
 async fn predict(
     state: &AppState,
     model: &ModelRef,
+    headers: &HeaderMap,
     RawBody(body): RawBody,
     account: &mut Account,
 ) -> Result<Response, ApiError> {
@@ -101,7 +102,9 @@ async fn predict(
     let proba =
         state.predict_proba() && target.version().model().signature().outputs.iter().any(|o| o.name == PREDICT_PROBA);
     let t = target.clone();
-    let request = run_sized(inline, move || decode(&t, &body, proba)).await??;
+    let observed = !headers.contains_key(crate::inference::PROBE_HEADER);
+    let mut request = run_sized(inline, move || decode(&t, &body, proba)).await??;
+    request.observed = observed;
     let tensors = target.infer(request).await?;
     let answered = HeaderValue::from_str(target.version().name()).ok();
     let bytes = run_sized(inline, move || encode(&target, &tensors)).await??;
@@ -120,7 +123,7 @@ fn decode(target: &Target, body: &[u8], proba: bool) -> Result<Inference, ApiErr
     let tensor = request.instances.into_tensor(inputs).map_err(|e| ApiError::BadRequest(e.0))?;
     target.metrics().preprocess.observe(started.elapsed().as_secs_f64());
     let outputs = if proba { vec![PREDICT_PROBA.to_owned()] } else { Vec::new() };
-    Ok(Inference { id: request.id, inputs: vec![tensor], outputs })
+    Ok(Inference { id: request.id, inputs: vec![tensor], outputs, observed: true })
 }
 
 /// `{"predictions": ...}` from the one output.

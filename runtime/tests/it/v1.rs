@@ -193,7 +193,21 @@ async fn v1_requests_are_counted_and_feed_drift() {
     assert!(
         line(&format!(r#"kserve_inference_errors_total{{model="{MODEL}",status="400",version="v2"}} 1"#)).is_some()
     );
-    // v2 has a reference distribution: the 9 rows sent are in its drift window.
+    // Checks marked as probes (`ferroserve validate`) are answered but feed neither drift nor feedback.
+    for (uri, body) in [
+        (uri.clone(), json!({"id": "probe-1", "instances": instances(&ROWS)}).to_string()),
+        (format!("/v2/models/{MODEL}/infer"), rows_request(&ROWS, r#""id": "probe-2", "#)),
+    ] {
+        let request = Request::post(&uri).header("x-ferroserve-probe", "validate").body(Body::from(body)).unwrap();
+        assert_eq!(app.clone().oneshot(request).await.unwrap().status(), StatusCode::OK, "{uri}");
+    }
+    for id in ["probe-1", "probe-2"] {
+        let (status, _) =
+            post(&app, &format!("/v2/models/{MODEL}/feedback"), json!({"id": id, "labels": [1, 1, 1]}).to_string())
+                .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "a probe's labels are not kept");
+    }
+    // v2 has a reference distribution: the 9 rows sent as traffic are in its drift window, the probes' are not.
     let (status, drift) = get(&app, &format!("/v2/models/{MODEL}/drift")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(drift["samples"], 9, "{drift}");
