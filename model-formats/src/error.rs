@@ -64,6 +64,15 @@ pub enum Error {
         /// What is inconsistent.
         reason: String,
     },
+    /// A well-formed model file of another library that uses what this build does not serve (an
+    /// XGBoost objective, booster or tree kind, or a legacy encoding); the reason says what to do instead.
+    #[error("{}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is not served, and why.
+        reason: String,
+    },
     /// `model.json` names a format, version or kind this build cannot read.
     #[error("{}: unsupported {what} `{found}`", path.display())]
     UnsupportedFormat {

@@ -15,6 +15,7 @@
 //!   [`tree::IsolationForest`].
 //! - [`pickle`]: the restricted pickle interpreter and the inert values it builds.
 //! - [`sklearn`]: scikit-learn estimators read from pickles, served with scikit-learn's outputs.
+//! - [`xgboost`]: XGBoost models (JSON and UBJSON files, and inside pickled scikit-learn wrappers).
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
 //! - [`error`]: the crate's [`Error`].
 #![warn(missing_docs)]
@@ -32,6 +33,7 @@ pub mod serving;
 pub mod sklearn;
 pub mod tensor;
 pub mod tree;
+pub mod xgboost;
 
 pub use artifact::{LoadOptions, NativeModel, load_model, load_model_with};
 pub use error::{Error, InferError, InputError, Result};
