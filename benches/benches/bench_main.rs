@@ -3,7 +3,9 @@
 //! - `predict`: each model kind's inference at batch 1, 64 and 1024 rows;
 //! - `protocol`: v2 JSON request decoding and response encoding;
 //! - `e2e`: a whole infer request through the axum `Router` (no socket);
-//! - `lstm`: the LSTM autoencoder at batch 1, 64 and 256 windows (`-- lstm`).
+//! - `lstm`: the LSTM autoencoder at batch 1, 64 and 256 windows (`-- lstm`);
+//! - `xgboost`: XGBoost files and pickles and the platform's predictive-analytics pipeline, at 1 and 1024
+//!   rows (`-- xgboost`, `-- platform`).
 //!
 //! Fixtures are generated in the bench with fixed seeds, so runs compare.
 
@@ -14,4 +16,5 @@ criterion::criterion_main!(
     benchmarks::protocol::benches,
     benchmarks::e2e::benches,
     benchmarks::lstm::benches,
+    benchmarks::xgboost::benches,
 );

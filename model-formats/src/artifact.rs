@@ -113,12 +113,14 @@ impl NativeModel {
 /// Loads whatever artifact a bare model folder holds, ready to serve.
 ///
 /// A scikit-learn pickle is read by the restricted interpreter ([`crate::pickle::load_file`], which
-/// never executes anything) and the estimator it describes is rebuilt by [`crate::sklearn::from_value`].
+/// never executes anything) and the estimator it describes is rebuilt by [`crate::sklearn::from_value`];
+/// an XGBoost file is read by [`crate::xgboost::XGBoostModel::load`].
 ///
 /// # Errors
 /// The loaders' errors: for a native artifact as [`NativeModel::load`]; for a pickle
 /// [`Error::UnsupportedClass`] (a class outside the allowlist), [`Error::PickleRead`] (a malformed
-/// file) and [`Error::Pickle`] (an estimator Ferroserve does not serve).
+/// file) and [`Error::Pickle`] (an estimator Ferroserve does not serve); for an XGBoost file
+/// [`Error::InvalidModel`] and [`Error::Unsupported`].
 pub fn load_model(files: &ArtifactFiles) -> Result<Arc<dyn Model>> {
     load_model_with(files, &LoadOptions::default())
 }
@@ -144,6 +146,7 @@ pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<A
             let value = crate::pickle::load_file(file, &crate::pickle::Limits::default())?;
             crate::sklearn::from_value(&value, file)
         }
+        ArtifactFiles::XGBoost { file } => Ok(Arc::new(crate::xgboost::XGBoostModel::load(file)?)),
     }
 }
 

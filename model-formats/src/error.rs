@@ -64,6 +64,15 @@ pub enum Error {
         /// What is inconsistent.
         reason: String,
     },
+    /// A well-formed model file of another library that uses what this build does not serve (an
+    /// XGBoost objective, booster or tree kind, or a legacy encoding); the reason says what to do instead.
+    #[error("{}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is not served, and why.
+        reason: String,
+    },
     /// `model.json` names a format, version or kind this build cannot read.
     #[error("{}: unsupported {what} `{found}`", path.display())]
     UnsupportedFormat {
@@ -103,7 +112,7 @@ pub enum Error {
         reason: String,
     },
     /// A folder holds no artifact Ferroserve recognises.
-    #[error("{}: no model found (expected model.json + model.safetensors, config.json + model.safetensors (PyTorch), model.joblib, model.pkl or model.pickle, or version folders v1/, v2/ …)", path.display())]
+    #[error("{}: no model found (expected model.json + model.safetensors, config.json + model.safetensors (PyTorch), model.joblib, model.pkl or model.pickle, an XGBoost model.json, model.ubj or model.bst, or version folders v1/, v2/ …)", path.display())]
     NoModel {
         /// The folder.
         path: PathBuf,

@@ -23,6 +23,8 @@ pub const MODEL_SAFETENSORS: &str = "model.safetensors";
 pub const METADATA_JSON: &str = "metadata.json";
 /// Extensions of scikit-learn pickles, in KServe's order of precedence.
 pub const PICKLE_EXTENSIONS: [&str; 3] = ["joblib", "pkl", "pickle"];
+/// XGBoost's binary model files (UBJSON; `model.json` is one too when its content says so).
+pub const XGBOOST_FILES: [&str; 2] = ["model.ubj", "model.bst"];
 
 /// What a bare model folder holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,12 @@ pub enum ArtifactFiles {
         /// The folder.
         dir: PathBuf,
     },
+    /// An XGBoost model file: `model.json` whose content is XGBoost's (a top-level `learner` object),
+    /// `model.ubj` or `model.bst` (see [`crate::xgboost`]).
+    XGBoost {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 impl ArtifactFiles {
@@ -50,7 +58,7 @@ impl ArtifactFiles {
     pub fn dir(&self) -> &Path {
         match self {
             ArtifactFiles::Native { dir } | ArtifactFiles::PyTorch { dir } => dir,
-            ArtifactFiles::Pickle { file } => file.parent().unwrap_or(Path::new(".")),
+            ArtifactFiles::Pickle { file } | ArtifactFiles::XGBoost { file } => file.parent().unwrap_or(Path::new(".")),
         }
     }
 }
@@ -117,16 +125,29 @@ pub fn ensure_within(root: &Path, path: &Path) -> Result<PathBuf> {
 
 /// Finds the artifact of a bare model folder, or `None` when it holds none.
 ///
+/// `model.json` is Ferroserve's manifest, or an XGBoost model when its content is XGBoost's (a top-level
+/// `learner` object; [`crate::xgboost::is_model_json`]); `model.ubj` and `model.bst` are XGBoost models.
+///
 /// # Errors
-/// [`Error::Ambiguous`] when the folder holds both a native artifact and a pickle, or more than one
-/// pickle (KServe's sklearn server refuses that too); [`Error::Io`].
+/// [`Error::Ambiguous`] when the folder holds two artifacts (a native artifact and a pickle, more than
+/// one pickle — KServe's sklearn server refuses that too —, or an XGBoost file beside another model);
+/// [`Error::Io`].
 pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let names = read_dir_names(dir)?;
-    let has = |file: &str| names.iter().any(|(n, p)| n == file && p.is_file());
-    let native = has(MODEL_JSON);
+    let file = |name: &str| names.iter().find(|(n, p)| n == name && p.is_file()).map(|(_, p)| p);
+    let json = file(MODEL_JSON);
+    let xgboost_json = match json {
+        Some(p) => crate::xgboost::is_model_json(p)?,
+        None => false,
+    };
+    let native = json.is_some() && !xgboost_json;
+    let mut xgboost: Vec<&PathBuf> = XGBOOST_FILES.iter().filter_map(|n| file(n)).collect();
+    if xgboost_json && let Some(p) = json {
+        xgboost.insert(0, p);
+    }
     // The PyTorch import form: a `state_dict` in safetensors described by config.json. A model.json beside
     // them makes the folder native.
-    let pytorch = !native && has(crate::lstm::CONFIG_JSON) && has(MODEL_SAFETENSORS);
+    let pytorch = !native && file(crate::lstm::CONFIG_JSON).is_some() && file(MODEL_SAFETENSORS).is_some();
     let pickles: Vec<&PathBuf> = names
         .iter()
         .filter(|(n, p)| {
@@ -135,6 +156,30 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
         })
         .map(|(_, p)| p)
         .collect();
+    let listed =
+        |files: &[&PathBuf]| files.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ");
+    if let Some(first) = xgboost.first() {
+        let other = if pytorch {
+            Some("config.json + model.safetensors".to_owned())
+        } else if native {
+            Some("model.json + model.safetensors".to_owned())
+        } else if !pickles.is_empty() {
+            Some(listed(&pickles))
+        } else {
+            None
+        };
+        return match (other, xgboost.as_slice()) {
+            (None, [_]) => Ok(Some(ArtifactFiles::XGBoost { file: (*first).clone() })),
+            (None, many) => Err(Error::Ambiguous {
+                path: dir.to_path_buf(),
+                reason: format!("holds {} XGBoost model files ({}); only one is allowed", many.len(), listed(many)),
+            }),
+            (Some(other), _) => Err(Error::Ambiguous {
+                path: dir.to_path_buf(),
+                reason: format!("holds both {} and {other}; keep one", listed(&xgboost)),
+            }),
+        };
+    }
     match (native || pytorch, pickles.as_slice()) {
         (false, []) => Ok(None),
         (true, []) if pytorch => Ok(Some(ArtifactFiles::PyTorch { dir: dir.to_path_buf() })),
@@ -149,11 +194,7 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
         }),
         (false, many) => Err(Error::Ambiguous {
             path: dir.to_path_buf(),
-            reason: format!(
-                "holds {} model files ({}); only one is allowed",
-                many.len(),
-                many.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
-            ),
+            reason: format!("holds {} model files ({}); only one is allowed", many.len(), listed(many)),
         }),
     }
 }
@@ -161,8 +202,9 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
 /// Tells the form of a model folder, or of a single model file: a `--model_dir` (or a repository entry)
 /// that is a file is a bare model of that one file, as KServe mounts a `storageUri` naming a file
 /// (`pvc://…/anomaly-detector.pkl`, mounted at `/mnt/models` under that name or under the mount's own).
-/// Such a file is read as a scikit-learn pickle or joblib file whatever its name; a file that is not one
-/// fails to load with the pickle reader's reason.
+/// Such a file is read as a scikit-learn pickle or joblib file whatever its name — unless it is an XGBoost
+/// model (`*.ubj`, `*.bst`, or a `*.json` whose content is XGBoost's); a file that is not one fails to load
+/// with the pickle reader's reason.
 ///
 /// # Errors
 /// [`Error::NoModel`] when it holds neither an artifact nor version folders; [`Error::Ambiguous`] for an
@@ -170,7 +212,17 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
 /// [`Error::PathEscape`] for a version folder that is a symlink out of `dir`; [`Error::Io`].
 pub fn inspect(dir: &Path) -> Result<ModelLayout> {
     if single_file(dir) {
-        return Ok(ModelLayout::Bare(ArtifactFiles::Pickle { file: dir.to_path_buf() }));
+        let file = dir.to_path_buf();
+        let xgboost = match dir.extension().and_then(|e| e.to_str()) {
+            Some("ubj" | "bst") => true,
+            Some("json") => crate::xgboost::is_model_json(dir)?,
+            _ => false,
+        };
+        return Ok(ModelLayout::Bare(if xgboost {
+            ArtifactFiles::XGBoost { file }
+        } else {
+            ArtifactFiles::Pickle { file }
+        }));
     }
     let versions = version_dirs(dir)?;
     let artifact = find_artifact(dir)?;

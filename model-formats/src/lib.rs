@@ -16,6 +16,7 @@
 //! - [`pickle`]: the restricted pickle interpreter and the inert values it builds (the
 //!   `ferroserve-pickle` crate, re-exported, with errors naming the file).
 //! - [`sklearn`]: scikit-learn estimators read from pickles, served with scikit-learn's outputs.
+//! - [`xgboost`]: XGBoost models (JSON and UBJSON files, and inside pickled scikit-learn wrappers).
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
 //! - [`error`]: the crate's [`Error`].
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod serving;
 pub mod sklearn;
 pub mod tensor;
 pub mod tree;
+pub mod xgboost;
 
 pub use artifact::{LoadOptions, NativeModel, load_model, load_model_with};
 pub use error::{Error, InferError, InputError, Result};

@@ -132,6 +132,8 @@ pub enum ModelKind {
     IsolationForest,
     /// The LSTM autoencoder (PyTorch weights).
     LstmAutoencoder,
+    /// A native XGBoost model file (`model.json`, `model.ubj`, `model.bst`).
+    XGBoost,
     /// A scikit-learn estimator read from a pickle: its class name (`IsolationForest`, `Pipeline`).
     Sklearn(&'static str),
     /// A model implemented outside this crate (by an embedding program or a test), by its name.
@@ -143,6 +145,7 @@ impl fmt::Display for ModelKind {
         match self {
             ModelKind::IsolationForest => f.write_str("isolation_forest"),
             ModelKind::LstmAutoencoder => f.write_str("lstm_autoencoder"),
+            ModelKind::XGBoost => f.write_str("xgboost"),
             ModelKind::Sklearn(class) => write!(f, "sklearn.{class}"),
             ModelKind::Other(name) => f.write_str(name),
         }

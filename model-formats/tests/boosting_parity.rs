@@ -15,15 +15,17 @@ use ferroserve_formats::{Model, Tensor, TensorData, layout, load_model};
 use serde_json::Value;
 
 /// Float outputs: scikit-learn paths compute in float64 (1e-9); XGBoost and LightGBM sum in float32 or
-/// float64 as the library does, so they agree to its last bits.
+/// float64 as the library does, so they agree to its last bits. XGBoost's outputs are float32 values, for
+/// which 1e-9 relative is less than one ulp: they must be identical (they are, with glibc's `expf`/`logf`,
+/// which `f32::exp`/`f32::ln` call on Linux).
 const REL: f64 = 1e-9;
 const ABS: f64 = 1e-12;
 
-/// Whether this build serves a case: its class's module, and no XGBoost or LightGBM inside a pipeline.
+/// Whether this build serves a case: its class's module, and no LightGBM inside a pipeline.
 fn served(case: &Value) -> bool {
     let class = case["class"].as_str().unwrap();
     let name = case["case"].as_str().unwrap();
-    class.starts_with("sklearn.") && !name.contains("xgb") && !name.contains("lgbm")
+    (class.starts_with("sklearn.") || class.starts_with("xgboost.")) && !name.contains("lgbm")
 }
 
 fn fixture_root() -> PathBuf {
@@ -131,6 +133,33 @@ fn folder_name(file: &str) -> &'static str {
     }
 }
 
+/// What a native booster file answers: `xgboost.Booster(model_file=…).predict(DMatrix(X))` (the case's
+/// `native`, every tree) under the served names — a classifier's probabilities become `predict_proba`
+/// (`[1 − p, p]` in float32 for a binary one) and its `predict` the first most probable class.
+fn native_outputs(case: &Value) -> Value {
+    let native = &case["native"]["predict"];
+    if case["outputs"].get("predict_proba").is_none() {
+        return serde_json::json!({ "predict": native });
+    }
+    let rows = native.as_array().unwrap();
+    let proba: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| match r {
+            Value::Array(p) => p.iter().map(float).collect(),
+            #[allow(clippy::cast_possible_truncation)]
+            p => vec![f64::from(1.0f32 - float(p) as f32), float(p)],
+        })
+        .collect();
+    let predict: Vec<i64> = match rows.first() {
+        Some(Value::Array(_)) => proba
+            .iter()
+            .map(|p| p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best }) as i64)
+            .collect(),
+        _ => proba.iter().map(|p| i64::from(p[1] > 0.5)).collect(),
+    };
+    serde_json::json!({ "predict": predict, "predict_proba": proba })
+}
+
 /// Loads `file` as the server would find it in a model folder.
 fn load(root: &Path, file: &str) -> std::sync::Arc<dyn Model> {
     let dir = tempfile::tempdir().unwrap();
@@ -178,7 +207,21 @@ fn every_served_case_answers_as_its_library() {
             c
         };
         let outputs: Vec<String> = case["outputs"].as_object().unwrap().keys().cloned().collect();
+        let native_files = case["native"]["files"].as_array().cloned().unwrap_or_default();
         for file in case["files"].as_array().unwrap() {
+            // A native booster file answers as `xgboost.Booster.predict` (every tree); a wrapper as itself.
+            let native = native_files.contains(file);
+            let case = &{
+                let mut c = case.clone();
+                if native {
+                    c["outputs"] = native_outputs(case);
+                    if !case["best_iteration"].is_null() {
+                        // The NaN rows' outputs are the wrapper's (best_iteration's trees only).
+                        c["nan"] = Value::Null;
+                    }
+                }
+                c
+            };
             let file = file.as_str().unwrap();
             let model = load(&root, file);
             files += 1;

@@ -168,6 +168,11 @@ static GROUPS: &[Group] = &[
         kind: Kind::Class,
     },
     Group { module: "sklearn.pipeline", names: &["Pipeline"], kind: Kind::Class },
+    // --- XGBoost's scikit-learn wrappers and their booster. Inert objects: the wrapper's `__dict__` holds
+    // its parameters, the Booster's state only `handle`, the model as UBJSON bytes (`builtins.bytearray`,
+    // above, or `BYTEARRAY8`), read as data by `crate::xgboost`.
+    Group { module: "xgboost.sklearn", names: &["XGBRegressor", "XGBClassifier"], kind: Kind::Class },
+    Group { module: "xgboost.core", names: &["Booster"], kind: Kind::Class },
     // --- Loss and link objects the estimators above keep as attributes: GradientBoosting's `_loss`
     // (`sklearn.ensemble._gb_losses` up to 1.3, `sklearn._loss` from 1.4), whose Cython parts pickle
     // through `__pyx_unpickle_*` functions. Inert objects: only their class names are read.

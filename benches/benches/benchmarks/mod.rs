@@ -4,6 +4,7 @@ pub mod e2e;
 pub mod lstm;
 pub mod predict;
 pub mod protocol;
+pub mod xgboost;
 
 use ferroserve_formats::Matrix;
 use ferroserve_formats::tree::IsolationForest;

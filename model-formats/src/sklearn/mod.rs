@@ -21,6 +21,8 @@
 //! - `linear`: LinearRegression, Ridge, Lasso, ElasticNet, LogisticRegression.
 //! - `scaler`: StandardScaler, MinMaxScaler, RobustScaler.
 //! - `pipeline`: `Pipeline` of the above.
+//! - `multioutput`: `MultiOutputRegressor`, `MultiOutputClassifier` over any of these.
+//! - `xgb`: XGBoost's `XGBRegressor` and `XGBClassifier` (the booster is read by [`crate::xgboost`]).
 
 mod boosting;
 mod linear;
@@ -28,6 +30,7 @@ mod multioutput;
 mod pipeline;
 mod scaler;
 mod trees;
+mod xgb;
 
 use std::fmt;
 use std::path::Path;
@@ -90,6 +93,7 @@ fn estimator(value: &Value, path: &Path) -> Result<Box<dyn Estimator>> {
         ("sklearn.multioutput", "MultiOutputRegressor" | "MultiOutputClassifier") => {
             Box::new(multioutput::MultiOutput::read(&obj)?)
         }
+        ("xgboost.sklearn", "XGBRegressor" | "XGBClassifier") => Box::new(xgb::XgbEstimator::read(&obj)?),
         _ => return Err(Error::Pickle { path: path.to_path_buf(), reason: format!("unsupported estimator {full}") }),
     };
     Ok(est)
@@ -120,6 +124,8 @@ fn kind_of(class: &str) -> &'static str {
         "Pipeline" => "Pipeline",
         "MultiOutputRegressor" => "MultiOutputRegressor",
         "MultiOutputClassifier" => "MultiOutputClassifier",
+        "XGBRegressor" => "XGBRegressor",
+        "XGBClassifier" => "XGBClassifier",
         _ => "estimator",
     }
 }
