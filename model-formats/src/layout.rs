@@ -2,7 +2,8 @@
 //! versions.
 //!
 //! 1. A **bare model**: the folder holds an artifact (`model.json` + `model.safetensors`, one
-//!    scikit-learn `*.joblib` / `*.pkl` / `*.pickle`, or PyTorch's `config.json` + `model.safetensors`).
+//!    scikit-learn `*.joblib` / `*.pkl` / `*.pickle`, PyTorch's `config.json` + `model.safetensors`, or a
+//!    LightGBM text model `model.txt` / `model.bst`).
 //! 2. A **versioned model**: the folder holds version folders `v1/`, `v2/` (or `1/`, `2/`), each a bare
 //!    model, ordered by number.
 //! 3. A **repository**: a folder whose sub-folders are models in form 1 or 2.
@@ -43,6 +44,11 @@ pub enum ArtifactFiles {
         /// The folder.
         dir: PathBuf,
     },
+    /// A LightGBM text model: `model.txt` or `model.bst` whose content is one (see [`crate::lightgbm`]).
+    LightGbm {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 impl ArtifactFiles {
@@ -50,7 +56,9 @@ impl ArtifactFiles {
     pub fn dir(&self) -> &Path {
         match self {
             ArtifactFiles::Native { dir } | ArtifactFiles::PyTorch { dir } => dir,
-            ArtifactFiles::Pickle { file } => file.parent().unwrap_or(Path::new(".")),
+            ArtifactFiles::Pickle { file } | ArtifactFiles::LightGbm { file } => {
+                file.parent().unwrap_or(Path::new("."))
+            }
         }
     }
 }
@@ -117,9 +125,13 @@ pub fn ensure_within(root: &Path, path: &Path) -> Result<PathBuf> {
 
 /// Finds the artifact of a bare model folder, or `None` when it holds none.
 ///
+/// A `model.txt` or `model.bst` is a LightGBM model when its content is a LightGBM text model (its first
+/// line is `tree`); otherwise it is not an artifact (a `model.txt` of notes beside a pickle is ignored).
+///
 /// # Errors
-/// [`Error::Ambiguous`] when the folder holds both a native artifact and a pickle, or more than one
-/// pickle (KServe's sklearn server refuses that too); [`Error::Io`].
+/// [`Error::Ambiguous`] when the folder holds two kinds of artifact (a native artifact and a pickle, a
+/// pickle and a LightGBM model …), or more than one pickle or LightGBM model (KServe's servers refuse
+/// that too); [`Error::Io`].
 pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let names = read_dir_names(dir)?;
     let has = |file: &str| names.iter().any(|(n, p)| n == file && p.is_file());
@@ -135,6 +147,33 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
         })
         .map(|(_, p)| p)
         .collect();
+    let lightgbm: Vec<&PathBuf> = names
+        .iter()
+        .filter(|(n, p)| {
+            crate::lightgbm::FILE_NAMES.contains(&n.as_str()) && p.is_file() && crate::lightgbm::is_text_model_file(p)
+        })
+        .map(|(_, p)| p)
+        .collect();
+    match (lightgbm.as_slice(), native || pytorch, pickles.is_empty()) {
+        ([], ..) => {}
+        ([one], false, true) => return Ok(Some(ArtifactFiles::LightGbm { file: (*one).clone() })),
+        ([_], ..) => {
+            return Err(Error::Ambiguous {
+                path: dir.to_path_buf(),
+                reason: "holds both a LightGBM model and another model artifact; keep one".to_owned(),
+            });
+        }
+        (many, ..) => {
+            return Err(Error::Ambiguous {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "holds {} LightGBM model files ({}); only one is allowed",
+                    many.len(),
+                    many.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+    }
     match (native || pytorch, pickles.as_slice()) {
         (false, []) => Ok(None),
         (true, []) if pytorch => Ok(Some(ArtifactFiles::PyTorch { dir: dir.to_path_buf() })),
@@ -161,8 +200,8 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
 /// Tells the form of a model folder, or of a single model file: a `--model_dir` (or a repository entry)
 /// that is a file is a bare model of that one file, as KServe mounts a `storageUri` naming a file
 /// (`pvc://…/anomaly-detector.pkl`, mounted at `/mnt/models` under that name or under the mount's own).
-/// Such a file is read as a scikit-learn pickle or joblib file whatever its name; a file that is not one
-/// fails to load with the pickle reader's reason.
+/// Such a file is read as a LightGBM text model when its content is one, else as a scikit-learn pickle or
+/// joblib file whatever its name; a file that is neither fails to load with the pickle reader's reason.
 ///
 /// # Errors
 /// [`Error::NoModel`] when it holds neither an artifact nor version folders; [`Error::Ambiguous`] for an
@@ -170,7 +209,12 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
 /// [`Error::PathEscape`] for a version folder that is a symlink out of `dir`; [`Error::Io`].
 pub fn inspect(dir: &Path) -> Result<ModelLayout> {
     if single_file(dir) {
-        return Ok(ModelLayout::Bare(ArtifactFiles::Pickle { file: dir.to_path_buf() }));
+        let file = dir.to_path_buf();
+        return Ok(ModelLayout::Bare(if crate::lightgbm::is_text_model_file(dir) {
+            ArtifactFiles::LightGbm { file }
+        } else {
+            ArtifactFiles::Pickle { file }
+        }));
     }
     let versions = version_dirs(dir)?;
     let artifact = find_artifact(dir)?;
@@ -373,8 +417,16 @@ mod tests {
         touch(&pickled.join("model.joblib"));
         assert!(matches!(inspect(&pickled).unwrap(), ModelLayout::Bare(ArtifactFiles::Pickle { .. })));
 
+        let lgbm = root.path().join("lgbm");
+        fs::create_dir_all(&lgbm).unwrap();
+        fs::write(lgbm.join("model.bst"), b"tree\nversion=v4\n").unwrap();
+        assert!(matches!(inspect(&lgbm).unwrap(), ModelLayout::Bare(ArtifactFiles::LightGbm { .. })));
+        // A model.txt that is not a LightGBM model is not an artifact.
+        touch(&pickled.join("model.txt"));
+        assert!(matches!(inspect(&pickled).unwrap(), ModelLayout::Bare(ArtifactFiles::Pickle { .. })));
+
         let names: Vec<String> = scan_repository(root.path()).unwrap().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["bare", "pickled", "pytorch", "versioned"]);
+        assert_eq!(names, ["bare", "lgbm", "pickled", "pytorch", "versioned"]);
     }
 
     #[test]
@@ -388,6 +440,13 @@ mod tests {
         touch(&two.join("model.pkl"));
         touch(&two.join("other.joblib"));
         assert!(inspect(&two).unwrap_err().to_string().contains("only one is allowed"));
+        let mixed = root.path().join("mixed");
+        touch(&mixed.join("model.pkl"));
+        fs::write(mixed.join("model.txt"), b"tree\r\nversion=v4\r\n").unwrap();
+        assert!(inspect(&mixed).unwrap_err().to_string().contains("LightGBM model and another"));
+        fs::remove_file(mixed.join("model.pkl")).unwrap();
+        fs::write(mixed.join("model.bst"), b"tree\n").unwrap();
+        assert!(inspect(&mixed).unwrap_err().to_string().contains("2 LightGBM model files"));
         let empty = root.path().join("empty");
         fs::create_dir(&empty).unwrap();
         assert!(matches!(inspect(&empty), Err(Error::NoModel { .. })));

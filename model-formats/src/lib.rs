@@ -15,6 +15,8 @@
 //!   [`tree::IsolationForest`].
 //! - [`pickle`]: the restricted pickle interpreter and the inert values it builds.
 //! - [`sklearn`]: scikit-learn estimators read from pickles, served with scikit-learn's outputs.
+//! - [`lightgbm`]: LightGBM text models (native `model.txt` / `model.bst`, and the booster inside a
+//!   pickled scikit-learn wrapper).
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
 //! - [`error`]: the crate's [`Error`].
 #![warn(missing_docs)]
@@ -23,6 +25,7 @@ pub mod artifact;
 pub mod drift;
 pub mod error;
 pub mod layout;
+pub mod lightgbm;
 pub mod lstm;
 pub mod manifest;
 pub mod metadata;
