@@ -114,13 +114,14 @@ impl NativeModel {
 ///
 /// A scikit-learn pickle is read by the restricted interpreter ([`crate::pickle::load_file`], which
 /// never executes anything) and the estimator it describes is rebuilt by [`crate::sklearn::from_value`];
-/// an XGBoost file is read by [`crate::xgboost::XGBoostModel::load`].
+/// an XGBoost file is read by [`crate::xgboost::XGBoostModel::load`], a LightGBM text model by
+/// [`crate::lightgbm::load_file`].
 ///
 /// # Errors
 /// The loaders' errors: for a native artifact as [`NativeModel::load`]; for a pickle
 /// [`Error::UnsupportedClass`] (a class outside the allowlist), [`Error::PickleRead`] (a malformed
 /// file) and [`Error::Pickle`] (an estimator Ferroserve does not serve); for an XGBoost file
-/// [`Error::InvalidModel`] and [`Error::Unsupported`].
+/// [`Error::InvalidModel`] and [`Error::Unsupported`]; for a LightGBM model [`Error::InvalidModel`].
 pub fn load_model(files: &ArtifactFiles) -> Result<Arc<dyn Model>> {
     load_model_with(files, &LoadOptions::default())
 }
@@ -142,6 +143,7 @@ pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<A
     match files {
         ArtifactFiles::Native { dir } => Ok(NativeModel::load(dir)?.into_model()),
         ArtifactFiles::PyTorch { dir } => Ok(Arc::new(crate::lstm::load_pytorch(dir, options.device)?)),
+        ArtifactFiles::LightGbm { file } => Ok(Arc::new(crate::lightgbm::load_file(file)?)),
         ArtifactFiles::Pickle { file } => {
             let value = crate::pickle::load_file(file, &crate::pickle::Limits::default())?;
             crate::sklearn::from_value(&value, file)

@@ -2,7 +2,8 @@
 //! versions.
 //!
 //! 1. A **bare model**: the folder holds an artifact (`model.json` + `model.safetensors`, one
-//!    scikit-learn `*.joblib` / `*.pkl` / `*.pickle`, or PyTorch's `config.json` + `model.safetensors`).
+//!    scikit-learn `*.joblib` / `*.pkl` / `*.pickle`, PyTorch's `config.json` + `model.safetensors`, or a
+//!    LightGBM text model `model.txt` / `model.bst`).
 //! 2. A **versioned model**: the folder holds version folders `v1/`, `v2/` (or `1/`, `2/`), each a bare
 //!    model, ordered by number.
 //! 3. A **repository**: a folder whose sub-folders are models in form 1 or 2.
@@ -51,6 +52,11 @@ pub enum ArtifactFiles {
         /// The file.
         file: PathBuf,
     },
+    /// A LightGBM text model: `model.txt` or `model.bst` whose content is one (see [`crate::lightgbm`]).
+    LightGbm {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 impl ArtifactFiles {
@@ -58,7 +64,9 @@ impl ArtifactFiles {
     pub fn dir(&self) -> &Path {
         match self {
             ArtifactFiles::Native { dir } | ArtifactFiles::PyTorch { dir } => dir,
-            ArtifactFiles::Pickle { file } | ArtifactFiles::XGBoost { file } => file.parent().unwrap_or(Path::new(".")),
+            ArtifactFiles::Pickle { file } | ArtifactFiles::XGBoost { file } | ArtifactFiles::LightGbm { file } => {
+                file.parent().unwrap_or(Path::new("."))
+            }
         }
     }
 }
@@ -126,12 +134,15 @@ pub fn ensure_within(root: &Path, path: &Path) -> Result<PathBuf> {
 /// Finds the artifact of a bare model folder, or `None` when it holds none.
 ///
 /// `model.json` is Ferroserve's manifest, or an XGBoost model when its content is XGBoost's (a top-level
-/// `learner` object; [`crate::xgboost::is_model_json`]); `model.ubj` and `model.bst` are XGBoost models.
+/// `learner` object; [`crate::xgboost::is_model_json`]); `model.ubj` is an XGBoost model; `model.bst` is a
+/// LightGBM model when its content is a LightGBM text model (its first line is `tree`), else XGBoost's;
+/// `model.txt` is a LightGBM model when its content is one (otherwise it is not an artifact: a `model.txt`
+/// of notes beside a pickle is ignored).
 ///
 /// # Errors
 /// [`Error::Ambiguous`] when the folder holds two artifacts (a native artifact and a pickle, more than
-/// one pickle — KServe's sklearn server refuses that too —, or an XGBoost file beside another model);
-/// [`Error::Io`].
+/// one pickle — KServe's sklearn server refuses that too —, an XGBoost or LightGBM file beside another
+/// model); [`Error::Io`].
 pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let names = read_dir_names(dir)?;
     let file = |name: &str| names.iter().find(|(n, p)| n == name && p.is_file()).map(|(_, p)| p);
@@ -156,6 +167,35 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
         })
         .map(|(_, p)| p)
         .collect();
+    let lightgbm: Vec<&PathBuf> = names
+        .iter()
+        .filter(|(n, p)| {
+            crate::lightgbm::FILE_NAMES.contains(&n.as_str()) && p.is_file() && crate::lightgbm::is_text_model_file(p)
+        })
+        .map(|(_, p)| p)
+        .collect();
+    // A `model.bst` is LightGBM's when its content says so, XGBoost's otherwise.
+    xgboost.retain(|p| !lightgbm.contains(p));
+    match (lightgbm.as_slice(), native || pytorch || !xgboost.is_empty(), pickles.is_empty()) {
+        ([], ..) => {}
+        ([one], false, true) => return Ok(Some(ArtifactFiles::LightGbm { file: (*one).clone() })),
+        ([_], ..) => {
+            return Err(Error::Ambiguous {
+                path: dir.to_path_buf(),
+                reason: "holds both a LightGBM model and another model artifact; keep one".to_owned(),
+            });
+        }
+        (many, ..) => {
+            return Err(Error::Ambiguous {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "holds {} LightGBM model files ({}); only one is allowed",
+                    many.len(),
+                    many.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+    }
     let listed =
         |files: &[&PathBuf]| files.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ");
     if let Some(first) = xgboost.first() {
@@ -202,9 +242,10 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
 /// Tells the form of a model folder, or of a single model file: a `--model_dir` (or a repository entry)
 /// that is a file is a bare model of that one file, as KServe mounts a `storageUri` naming a file
 /// (`pvc://…/anomaly-detector.pkl`, mounted at `/mnt/models` under that name or under the mount's own).
-/// Such a file is read as a scikit-learn pickle or joblib file whatever its name — unless it is an XGBoost
-/// model (`*.ubj`, `*.bst`, or a `*.json` whose content is XGBoost's); a file that is not one fails to load
-/// with the pickle reader's reason.
+/// Such a file is read as an XGBoost model (`*.ubj`, a `*.bst` that is not LightGBM text, or a `*.json`
+/// whose content is XGBoost's), as a LightGBM text model when its content is one, else as a scikit-learn
+/// pickle or joblib file whatever its name; a file that is none of these fails to load with the pickle
+/// reader's reason.
 ///
 /// # Errors
 /// [`Error::NoModel`] when it holds neither an artifact nor version folders; [`Error::Ambiguous`] for an
@@ -213,12 +254,16 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
 pub fn inspect(dir: &Path) -> Result<ModelLayout> {
     if single_file(dir) {
         let file = dir.to_path_buf();
-        let xgboost = match dir.extension().and_then(|e| e.to_str()) {
-            Some("ubj" | "bst") => true,
-            Some("json") => crate::xgboost::is_model_json(dir)?,
-            _ => false,
-        };
-        return Ok(ModelLayout::Bare(if xgboost {
+        let lightgbm = crate::lightgbm::is_text_model_file(dir);
+        let xgboost = !lightgbm
+            && match dir.extension().and_then(|e| e.to_str()) {
+                Some("ubj" | "bst") => true,
+                Some("json") => crate::xgboost::is_model_json(dir)?,
+                _ => false,
+            };
+        return Ok(ModelLayout::Bare(if lightgbm {
+            ArtifactFiles::LightGbm { file }
+        } else if xgboost {
             ArtifactFiles::XGBoost { file }
         } else {
             ArtifactFiles::Pickle { file }
@@ -425,8 +470,16 @@ mod tests {
         touch(&pickled.join("model.joblib"));
         assert!(matches!(inspect(&pickled).unwrap(), ModelLayout::Bare(ArtifactFiles::Pickle { .. })));
 
+        let lgbm = root.path().join("lgbm");
+        fs::create_dir_all(&lgbm).unwrap();
+        fs::write(lgbm.join("model.bst"), b"tree\nversion=v4\n").unwrap();
+        assert!(matches!(inspect(&lgbm).unwrap(), ModelLayout::Bare(ArtifactFiles::LightGbm { .. })));
+        // A model.txt that is not a LightGBM model is not an artifact.
+        touch(&pickled.join("model.txt"));
+        assert!(matches!(inspect(&pickled).unwrap(), ModelLayout::Bare(ArtifactFiles::Pickle { .. })));
+
         let names: Vec<String> = scan_repository(root.path()).unwrap().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["bare", "pickled", "pytorch", "versioned"]);
+        assert_eq!(names, ["bare", "lgbm", "pickled", "pytorch", "versioned"]);
     }
 
     #[test]
@@ -440,6 +493,13 @@ mod tests {
         touch(&two.join("model.pkl"));
         touch(&two.join("other.joblib"));
         assert!(inspect(&two).unwrap_err().to_string().contains("only one is allowed"));
+        let mixed = root.path().join("mixed");
+        touch(&mixed.join("model.pkl"));
+        fs::write(mixed.join("model.txt"), b"tree\r\nversion=v4\r\n").unwrap();
+        assert!(inspect(&mixed).unwrap_err().to_string().contains("LightGBM model and another"));
+        fs::remove_file(mixed.join("model.pkl")).unwrap();
+        fs::write(mixed.join("model.bst"), b"tree\n").unwrap();
+        assert!(inspect(&mixed).unwrap_err().to_string().contains("2 LightGBM model files"));
         let empty = root.path().join("empty");
         fs::create_dir(&empty).unwrap();
         assert!(matches!(inspect(&empty), Err(Error::NoModel { .. })));

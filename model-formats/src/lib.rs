@@ -17,6 +17,8 @@
 //!   `ferroserve-pickle` crate, re-exported, with errors naming the file).
 //! - [`sklearn`]: scikit-learn estimators read from pickles, served with scikit-learn's outputs.
 //! - [`xgboost`]: XGBoost models (JSON and UBJSON files, and inside pickled scikit-learn wrappers).
+//! - [`lightgbm`]: LightGBM text models (native `model.txt` / `model.bst`, and the booster inside a
+//!   pickled scikit-learn wrapper).
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
 //! - [`error`]: the crate's [`Error`].
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@ pub mod artifact;
 pub mod drift;
 pub mod error;
 pub mod layout;
+pub mod lightgbm;
 pub mod lstm;
 pub mod manifest;
 pub mod metadata;

@@ -136,6 +136,8 @@ pub enum ModelKind {
     XGBoost,
     /// A scikit-learn estimator read from a pickle: its class name (`IsolationForest`, `Pipeline`).
     Sklearn(&'static str),
+    /// A native LightGBM text model (`model.txt`, `model.bst`).
+    LightGbm,
     /// A model implemented outside this crate (by an embedding program or a test), by its name.
     Other(&'static str),
 }
@@ -147,6 +149,7 @@ impl fmt::Display for ModelKind {
             ModelKind::LstmAutoencoder => f.write_str("lstm_autoencoder"),
             ModelKind::XGBoost => f.write_str("xgboost"),
             ModelKind::Sklearn(class) => write!(f, "sklearn.{class}"),
+            ModelKind::LightGbm => f.write_str("lightgbm"),
             ModelKind::Other(name) => f.write_str(name),
         }
     }

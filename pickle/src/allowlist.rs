@@ -42,6 +42,9 @@ pub(crate) enum Kind {
     Set,
     /// `collections.OrderedDict(…)`: a dict.
     OrderedDict,
+    /// `collections.defaultdict(factory, …)`: a dict; the factory (a bare class such as `OrderedDict`,
+    /// never called) is dropped.
+    DefaultDict,
     /// `copyreg._reconstructor(cls, base, state)`: an empty instance of `cls` (protocols 0–1).
     CopyregReconstructor,
 }
@@ -173,6 +176,14 @@ static GROUPS: &[Group] = &[
     // above, or `BYTEARRAY8`), read as data by `crate::xgboost`.
     Group { module: "xgboost.sklearn", names: &["XGBRegressor", "XGBClassifier"], kind: Kind::Class },
     Group { module: "xgboost.core", names: &["Booster"], kind: Kind::Class },
+    // --- LightGBM's scikit-learn wrappers and the Booster they hold (lightgbm 3.x–4.x), with the
+    // LabelEncoder a classifier keeps and the `defaultdict(OrderedDict)` of its `best_score`. Inert
+    // objects and a dict: the model itself is the text in the Booster's `_handle`, parsed by
+    // `crate::lightgbm`.
+    Group { module: "lightgbm.sklearn", names: &["LGBMRegressor", "LGBMClassifier"], kind: Kind::Class },
+    Group { module: "lightgbm.basic", names: &["Booster"], kind: Kind::Class },
+    Group { module: "sklearn.preprocessing._label", names: &["LabelEncoder"], kind: Kind::Class },
+    Group { module: "collections", names: &["defaultdict"], kind: Kind::DefaultDict },
     // --- Loss and link objects the estimators above keep as attributes: GradientBoosting's `_loss`
     // (`sklearn.ensemble._gb_losses` up to 1.3, `sklearn._loss` from 1.4), whose Cython parts pickle
     // through `__pyx_unpickle_*` functions. Inert objects: only their class names are read.

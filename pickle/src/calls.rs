@@ -162,6 +162,11 @@ impl Machine<'_, '_> {
                 Ok(set)
             }
             Kind::OrderedDict => self.ordered_dict(args),
+            Kind::DefaultDict => match args {
+                [] => self.ordered_dict(&[]),
+                [Value::Global(_) | Value::None, rest @ ..] => self.ordered_dict(rest),
+                _ => Err(self.fail("defaultdict() whose factory is not a class or None")),
+            },
             Kind::CopyregReconstructor => match args {
                 [Value::Global(cls), Value::Global(_), state] => {
                     let args = if matches!(state, Value::None) { Vec::new() } else { vec![state.clone()] };

@@ -23,8 +23,11 @@
 //! - `pipeline`: `Pipeline` of the above.
 //! - `multioutput`: `MultiOutputRegressor`, `MultiOutputClassifier` over any of these.
 //! - `xgb`: XGBoost's `XGBRegressor` and `XGBClassifier` (the booster is read by [`crate::xgboost`]).
+//! - `multioutput`: `MultiOutputRegressor` / `MultiOutputClassifier` of the above.
+//! - `lgbm`: LightGBM's `LGBMRegressor` / `LGBMClassifier` (on [`crate::lightgbm`]).
 
 mod boosting;
+mod lgbm;
 mod linear;
 mod multioutput;
 mod pipeline;
@@ -94,6 +97,7 @@ fn estimator(value: &Value, path: &Path) -> Result<Box<dyn Estimator>> {
             Box::new(multioutput::MultiOutput::read(&obj)?)
         }
         ("xgboost.sklearn", "XGBRegressor" | "XGBClassifier") => Box::new(xgb::XgbEstimator::read(&obj)?),
+        ("lightgbm.sklearn", "LGBMRegressor" | "LGBMClassifier") => Box::new(lgbm::Lgbm::read(&obj)?),
         _ => return Err(Error::Pickle { path: path.to_path_buf(), reason: format!("unsupported estimator {full}") }),
     };
     Ok(est)
@@ -126,6 +130,8 @@ fn kind_of(class: &str) -> &'static str {
         "MultiOutputClassifier" => "MultiOutputClassifier",
         "XGBRegressor" => "XGBRegressor",
         "XGBClassifier" => "XGBClassifier",
+        "LGBMRegressor" => "LGBMRegressor",
+        "LGBMClassifier" => "LGBMClassifier",
         _ => "estimator",
     }
 }
@@ -289,8 +295,13 @@ pub(crate) enum Labels {
 
 impl Labels {
     pub(crate) fn read(obj: &Attrs<'_>) -> Result<Labels> {
-        let a = obj.array("classes_")?;
-        let bad = |e: String| obj.bad(format!("classes_: {e}"));
+        Labels::read_named(obj, "classes_")
+    }
+
+    /// The labels in attribute `name` (`classes_`, or LightGBM's `_classes`).
+    pub(crate) fn read_named(obj: &Attrs<'_>, name: &str) -> Result<Labels> {
+        let a = obj.array(name)?;
+        let bad = |e: String| obj.bad(format!("{name}: {e}"));
         let labels = match a.dtype.kind {
             'b' => Labels::Bool(a.to_i64().map_err(bad)?.into_iter().map(|v| v != 0).collect()),
             'i' | 'u' => Labels::Int(a.to_i64().map_err(bad)?),
@@ -313,7 +324,7 @@ impl Labels {
             _ => return Err(bad(format!("labels of dtype {} are not supported", a.dtype.descr()))),
         };
         if labels.len() < 2 {
-            return Err(obj.bad(format!("classes_ has {} classes; at least 2 are needed", labels.len())));
+            return Err(obj.bad(format!("{name} has {} classes; at least 2 are needed", labels.len())));
         }
         Ok(labels)
     }
@@ -430,6 +441,12 @@ pub(crate) trait Estimator: Send + Sync + fmt::Debug {
     fn n_outputs(&self) -> usize {
         self.input().n_features
     }
+    /// Refuses a request before its inputs are assembled, with a reason more helpful than the generic
+    /// one (LightGBM's category columns sent as strings); by default every request passes.
+    fn check_request(&self, inputs: &[Tensor]) -> Result<(), InputError> {
+        let _ = inputs;
+        Ok(())
+    }
 }
 
 /// A scikit-learn estimator served as a [`Model`].
@@ -474,6 +491,7 @@ impl Model for SklearnModel {
         self.signature.check_outputs(outputs)?;
         let default: Vec<String> = self.signature.default_output().map(str::to_owned).into_iter().collect();
         let names = if outputs.is_empty() { &default[..] } else { outputs };
+        self.estimator.check_request(inputs)?;
         let input = self.estimator.input();
         // Non-finite values are checked by the estimator, which knows what scikit-learn admits.
         let x = match self.estimator.precision() {
