@@ -14,7 +14,8 @@ use ferroserve_formats::lightgbm::Booster;
 use libfuzzer_sys::fuzz_target;
 
 /// Values that reach every branch of a split.
-const SPECIAL: [f64; 12] = [f64::NAN, 0.0, -0.0, 1e-36, -1.0, 0.5, 2.9, 31.0, 32.0, 1e10, f64::INFINITY, f64::NEG_INFINITY];
+const SPECIAL: [f64; 12] =
+    [f64::NAN, 0.0, -0.0, 1e-36, -1.0, 0.5, 2.9, 31.0, 32.0, 1e10, f64::INFINITY, f64::NEG_INFINITY];
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut booster) = Booster::from_bytes(data) else { return };
