@@ -236,3 +236,43 @@ async fn predict_proba_answers_probabilities_where_the_model_has_them() {
     agree(&flat(&body["predictions"]), &flat(&regressor["outputs"]["predict"]), "ridge predict");
     server.stop().await;
 }
+
+/// The platform's second model, `predictive-analytics/model.pkl`: `Pipeline(StandardScaler,
+/// MultiOutputRegressor(XGBRegressor))`, 30 features → 5 forecasts, called over v1 as the engine calls it and
+/// over v2, with XGBoost's numbers; and its RandomForest fallback beside it in a repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_predictive_analytics_pipeline_serves_its_forecasts() {
+    let boosting = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/boosting/latest");
+    let repo = tempfile::tempdir().unwrap();
+    for (case, model) in [("platform_predictive_xgb", "predictive-analytics"), ("platform_predictive_rf", "fallback")] {
+        std::fs::create_dir_all(repo.path().join(model)).unwrap();
+        std::fs::copy(boosting.join(format!("{case}.model.pkl")), repo.path().join(model).join("model.pkl")).unwrap();
+    }
+    let server = Server::start(&["--model_repository", repo.path().to_str().unwrap()]).await;
+    for (case, model) in [("platform_predictive_xgb", "predictive-analytics"), ("platform_predictive_rf", "fallback")] {
+        let golden: Value =
+            serde_json::from_slice(&std::fs::read(boosting.join(format!("{case}.json"))).unwrap()).unwrap();
+        // Rows with missing values (null in v1, as XGBoost and the forest take NaN) and without.
+        let x = nan_as_null(&golden["X"]);
+        let rows_v1 = x.as_array().unwrap();
+        assert_eq!(rows_v1[0].as_array().unwrap().len(), 30);
+        let (status, body) =
+            server.post(&format!("/v1/models/{model}:predict"), &json!({"instances": [rows_v1[0]]})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["predictions"].as_array().unwrap().len(), 1);
+        assert_eq!(body["predictions"][0].as_array().unwrap().len(), 5, "{body}");
+        let (status, body) = server.post(&format!("/v1/models/{model}:predict"), &json!({"instances": x})).await;
+        assert_eq!(status, 200, "{body}");
+        agree(&flat(&body["predictions"]), &flat(&golden["outputs"]["predict"]), case);
+        // v2 (JSON has no NaN): the complete rows, the same numbers as v1.
+        let complete: Vec<usize> =
+            (0..rows_v1.len()).filter(|&i| !flat(&rows_v1[i]).iter().any(Value::is_null)).collect();
+        let x2: Vec<Vec<f64>> = complete.iter().map(|&i| serde_json::from_value(rows_v1[i].clone()).unwrap()).collect();
+        let (status, v2) = server.post(&format!("/v2/models/{model}/infer"), &request(&x2, &[])).await;
+        assert_eq!(status, 200, "{v2}");
+        assert_eq!(v2["outputs"][0]["shape"], json!([x2.len(), 5]));
+        let v1_complete: Vec<Value> = complete.iter().flat_map(|&i| flat(&body["predictions"][i])).collect();
+        assert_eq!(flat(&v2["outputs"][0]["data"]), v1_complete, "{case}: v1 = v2");
+    }
+    server.stop().await;
+}
