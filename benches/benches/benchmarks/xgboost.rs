@@ -18,8 +18,8 @@ fn fixtures() -> PathBuf {
 }
 
 /// The case's rows (`"nan"` as NaN), repeated to `n` rows, as one `[n, features]` FP64 input.
-fn rows(case: &str, n: usize) -> Tensor {
-    let text = std::fs::read(fixtures().join(format!("{case}.json"))).expect("case file");
+fn rows(dir: &Path, case: &str, n: usize) -> Tensor {
+    let text = std::fs::read(dir.join(format!("{case}.json"))).expect("case file");
     let json: serde_json::Value = serde_json::from_slice(&text).expect("case JSON");
     let x: Vec<Vec<f64>> = json["X"]
         .as_array()
@@ -33,9 +33,13 @@ fn rows(case: &str, n: usize) -> Tensor {
 }
 
 fn bench_model(c: &mut Criterion, group: &str, model: &Arc<dyn Model>, case: &str) {
+    bench_model_in(c, group, model, &fixtures(), case);
+}
+
+fn bench_model_in(c: &mut Criterion, group: &str, model: &Arc<dyn Model>, dir: &Path, case: &str) {
     let mut g = c.benchmark_group(format!("predict/{group}"));
     for batch in [1usize, 1024] {
-        let x = rows(case, batch);
+        let x = rows(dir, case, batch);
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_with_input(BenchmarkId::from_parameter(batch), &x, |b, x| {
             b.iter(|| black_box(model.infer(std::slice::from_ref(black_box(x)), &[]).expect("infer")));
@@ -54,6 +58,15 @@ fn xgboost_models(c: &mut Criterion) {
         let model =
             load_model(&ArtifactFiles::Pickle { file: dir.join(format!("{case}.model.pkl")) }).expect("fixture");
         bench_model(c, case, &model, case);
+    }
+    // The platform's model at its real size (5 × 100 trees of depth 10), written by
+    // `tests/fixtures/boosting/generate.py --full-platform DIR` (not committed: several MB).
+    if let Some(full) = std::env::var_os("FERROSERVE_PLATFORM_FULL") {
+        let dir = std::path::PathBuf::from(full);
+        let case = "platform_predictive_xgb_full";
+        let model =
+            load_model(&ArtifactFiles::Pickle { file: dir.join(format!("{case}.model.pkl")) }).expect("full model");
+        bench_model_in(c, case, &model, &dir, case);
     }
 }
 
