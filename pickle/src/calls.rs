@@ -134,6 +134,17 @@ impl Machine<'_, '_> {
         self.spend(args.len() as u64)?;
         match kind {
             Kind::Class | Kind::Reconstruct | Kind::NumpyArrayWrapper => self.object(g.clone(), args.to_vec()),
+            Kind::Label => Err(self.fail(format!("{g} is only a label and cannot be called"))),
+            Kind::TorchRebuild => {
+                if !(6..=7).contains(&args.len()) {
+                    return Err(self.fail(format!("{g}() takes 6 or 7 arguments, not {}", args.len())));
+                }
+                self.object(g.clone(), args.to_vec())
+            }
+            Kind::TorchLoadFromBytes => match args {
+                [Value::Bytes(_)] => self.object(g.clone(), args.to_vec()),
+                _ => Err(self.fail(format!("{g}() takes one bytes argument"))),
+            },
             Kind::Dtype => {
                 let d = numpy::dtype_from_args(args).map_err(|e| self.fail(e))?;
                 self.allocate(CONTAINER_BYTES)?;
@@ -290,8 +301,11 @@ impl Machine<'_, '_> {
                 self.replace_built(Value::Dtype(Rc::new(d)))
             }
             // A dict subclass (OrderedDict) without instance attributes.
+            // A PyTorch state_dict (an OrderedDict) gets its `_metadata` attribute (per-module versions),
+            // which nothing here needs.
             Value::Dict(_)
-                if matches!(&state, Value::None) || matches!(&state, Value::Dict(d) if d.borrow().is_empty()) =>
+                if matches!(&state, Value::None)
+                    || matches!(&state, Value::Dict(d) if d.borrow().iter().all(|(k, _)| k.as_str() == Some("_metadata"))) =>
             {
                 self.drop_n(1)
             }

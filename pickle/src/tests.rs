@@ -558,3 +558,37 @@ fn real_gradient_boosting_with_random_state_and_losses() {
         assert!(v.attr("init_").unwrap().is_instance("sklearn.dummy", "DummyClassifier"), "{file}");
     }
 }
+
+#[test]
+fn persistent_ids_go_through_the_callers_resolver() {
+    // pickle: PROTO 2, MARK 'storage' GLOBAL torch.FloatStorage '0' TUPLE BINPERSID STOP
+    let bytes = b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000tQ.";
+    let limits = Limits::default();
+    // Without a resolver: refused.
+    let err = crate::loads(bytes, &limits).unwrap_err();
+    assert!(err.to_string().contains("persistent IDs"), "{err}");
+    let mut seen = Vec::new();
+    let mut resolve = |pid: &Value| -> std::result::Result<Value, String> {
+        seen.push(pid.clone());
+        match pid.as_seq().as_deref() {
+            Some([_, Value::Global(g), Value::Str(k)]) if g.name == "FloatStorage" && &**k == "0" => {
+                Ok(Value::Bytes(std::rc::Rc::from(vec![1u8, 2, 3])))
+            }
+            _ => Err("unknown key".to_owned()),
+        }
+    };
+    let opts = crate::Options { persistent_load: Some(&mut resolve), records: false };
+    let (v, used) = crate::load_prefix(bytes, &limits, opts).unwrap();
+    assert_eq!(v, Value::Bytes(std::rc::Rc::from(vec![1u8, 2, 3])));
+    assert_eq!(used, bytes.len());
+    assert_eq!(seen.len(), 1);
+    // The resolver's refusal is a load error at the opcode.
+    let other = b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x009tQ.";
+    let mut resolve = |_: &Value| -> std::result::Result<Value, String> { Err("no key 9".to_owned()) };
+    let opts = crate::Options { persistent_load: Some(&mut resolve), records: false };
+    let err = crate::load_prefix(other, &limits, opts).unwrap_err();
+    assert!(err.to_string().contains("no key 9"), "{err}");
+    // A storage class is a label: calling it is refused.
+    let call = b"\x80\x02ctorch\nFloatStorage\n)R.";
+    assert!(crate::loads(call, &limits).unwrap_err().to_string().contains("only a label"));
+}
