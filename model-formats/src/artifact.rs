@@ -140,6 +140,7 @@ pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<A
     match files {
         ArtifactFiles::Native { dir } => Ok(NativeModel::load(dir)?.into_model()),
         ArtifactFiles::PyTorch { dir } => Ok(Arc::new(crate::lstm::load_pytorch(dir, options.device)?)),
+        ArtifactFiles::Torch { file } => Ok(Arc::new(crate::lstm::load_torch(file, options.device)?)),
         ArtifactFiles::Pickle { file } => {
             let value = crate::pickle::load_file(file, &crate::pickle::Limits::default())?;
             crate::sklearn::from_value(&value, file)

@@ -23,6 +23,8 @@ pub const MODEL_SAFETENSORS: &str = "model.safetensors";
 pub const METADATA_JSON: &str = "metadata.json";
 /// Extensions of scikit-learn pickles, in KServe's order of precedence.
 pub const PICKLE_EXTENSIONS: [&str; 3] = ["joblib", "pkl", "pickle"];
+/// Extensions of PyTorch `torch.save` files.
+pub const TORCH_EXTENSIONS: [&str; 2] = ["pt", "pth"];
 
 /// What a bare model folder holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,12 @@ pub enum ArtifactFiles {
         /// The folder.
         dir: PathBuf,
     },
+    /// A `torch.save`d `state_dict` (`model.pt` / `model.pth`), with an optional `scaler.pkl`,
+    /// `config.json` and `metadata.json` beside it (see [`crate::lstm::torch_file`]).
+    Torch {
+        /// The torch file.
+        file: PathBuf,
+    },
 }
 
 impl ArtifactFiles {
@@ -50,7 +58,7 @@ impl ArtifactFiles {
     pub fn dir(&self) -> &Path {
         match self {
             ArtifactFiles::Native { dir } | ArtifactFiles::PyTorch { dir } => dir,
-            ArtifactFiles::Pickle { file } => file.parent().unwrap_or(Path::new(".")),
+            ArtifactFiles::Pickle { file } | ArtifactFiles::Torch { file } => file.parent().unwrap_or(Path::new(".")),
         }
     }
 }
@@ -127,14 +135,20 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     // The PyTorch import form: a `state_dict` in safetensors described by config.json. A model.json beside
     // them makes the folder native.
     let pytorch = !native && has(crate::lstm::CONFIG_JSON) && has(MODEL_SAFETENSORS);
-    let pickles: Vec<&PathBuf> = names
-        .iter()
-        .filter(|(n, p)| {
-            p.is_file()
-                && Path::new(n).extension().and_then(|e| e.to_str()).is_some_and(|e| PICKLE_EXTENSIONS.contains(&e))
-        })
-        .map(|(_, p)| p)
-        .collect();
+    let with_ext = |exts: &[&str]| -> Vec<&PathBuf> {
+        names
+            .iter()
+            .filter(|(n, p)| {
+                p.is_file() && Path::new(n).extension().and_then(|e| e.to_str()).is_some_and(|e| exts.contains(&e))
+            })
+            .map(|(_, p)| p)
+            .collect()
+    };
+    let pickles = with_ext(&PICKLE_EXTENSIONS);
+    let torch = with_ext(&TORCH_EXTENSIONS);
+    if !torch.is_empty() {
+        return find_torch(dir, &torch, &pickles, native || has(MODEL_SAFETENSORS));
+    }
     match (native || pytorch, pickles.as_slice()) {
         (false, []) => Ok(None),
         (true, []) if pytorch => Ok(Some(ArtifactFiles::PyTorch { dir: dir.to_path_buf() })),
@@ -156,6 +170,36 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
             ),
         }),
     }
+}
+
+/// A folder with a torch file: exactly one `*.pt`/`*.pth`, beside which the only pickle may be the
+/// input scaling `scaler.pkl`, and no other artifact.
+fn find_torch(dir: &Path, torch: &[&PathBuf], pickles: &[&PathBuf], other: bool) -> Result<Option<ArtifactFiles>> {
+    let names = |files: &[&PathBuf]| -> String {
+        files.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
+    };
+    if torch.len() > 1 {
+        return Err(Error::Ambiguous {
+            path: dir.to_path_buf(),
+            reason: format!("holds {} PyTorch files ({}); only one is allowed", torch.len(), names(torch)),
+        });
+    }
+    let strays: Vec<&PathBuf> = pickles
+        .iter()
+        .copied()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(crate::lstm::torch_file::SCALER_PKL))
+        .collect();
+    if !strays.is_empty() || other {
+        let what = if other { "model.json or model.safetensors".to_owned() } else { names(&strays) };
+        return Err(Error::Ambiguous {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "holds the PyTorch file {} and {what}; a torch model folder may only add scaler.pkl, config.json and                  metadata.json",
+                names(torch)
+            ),
+        });
+    }
+    Ok(Some(ArtifactFiles::Torch { file: torch[0].clone() }))
 }
 
 /// Tells the form of a model folder, or of a single model file: a `--model_dir` (or a repository entry)

@@ -32,6 +32,7 @@ pub mod pickle;
 pub mod serving;
 pub mod sklearn;
 pub mod tensor;
+pub mod torch;
 pub mod tree;
 
 pub use artifact::{LoadOptions, NativeModel, load_model, load_model_with};
