@@ -508,3 +508,81 @@ pub(crate) fn tensor_from(
     }
     Ok(TorchTensor { shape, values })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferroserve_pickle::Object;
+    use std::cell::RefCell;
+
+    fn ints(v: &[i64]) -> Value {
+        Value::Tuple(Rc::from(v.iter().map(|&i| Value::Int(i)).collect::<Vec<_>>()))
+    }
+
+    fn rebuild(offset: i64, size: &[i64], stride: &[i64]) -> Value {
+        let g = Global { module: "torch._utils".to_owned(), name: "_rebuild_tensor_v2".to_owned() };
+        let args = vec![Value::None, Value::Int(offset), ints(size), ints(stride), Value::Bool(false), Value::None];
+        Value::Object(Rc::new(RefCell::new(Object { class: g, args, state: None, items: Vec::new() })))
+    }
+
+    fn storage(elem: Elem, bytes: Vec<u8>) -> impl Fn(&Value) -> std::result::Result<Storage, String> {
+        let bytes: Rc<[u8]> = Rc::from(bytes);
+        move |_| Ok(Storage { elem, bytes: Rc::clone(&bytes), type_name: format!("{elem:?}Storage") })
+    }
+
+    #[test]
+    fn strides_offsets_and_dtypes() {
+        let limits = Limits::default();
+        let f32s: Vec<u8> = (0..12).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let s = storage(Elem::F32, f32s);
+        // A transposed [3, 2] view of a [2, 3] block starting at element 2.
+        let t = tensor_from(&rebuild(2, &[3, 2], &[1, 3]), &s, &limits).unwrap();
+        assert_eq!(t.shape, vec![3, 2]);
+        assert_eq!(t.values, vec![2.0, 5.0, 3.0, 6.0, 4.0, 7.0]);
+        // A 0-d tensor and an empty one.
+        assert_eq!(tensor_from(&rebuild(11, &[], &[]), &s, &limits).unwrap().values, vec![11.0]);
+        assert!(tensor_from(&rebuild(0, &[0, 4], &[4, 1]), &s, &limits).unwrap().values.is_empty());
+        // Views past the end, overflowing strides.
+        for (offset, size, stride) in [
+            (12, vec![1], vec![1]),
+            (0, vec![13], vec![1]),
+            (1, vec![3, 4], vec![4, 1]),
+            (0, vec![2, 2], vec![i64::MAX, 1]),
+        ] {
+            let e = tensor_from(&rebuild(offset, &size, &stride), &s, &limits).unwrap_err();
+            assert!(e.contains("reaches element") || e.contains("overflow"), "{e}");
+        }
+        assert!(tensor_from(&rebuild(-1, &[1], &[1]), &s, &limits).is_err());
+        assert!(tensor_from(&rebuild(0, &[2], &[1, 1]), &s, &limits).is_err());
+        // f64, f16 and bf16 become f32 as PyTorch's .float() does.
+        let v = [1.0f64 / 3.0, -2.5];
+        let f64s: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = tensor_from(&rebuild(0, &[2], &[1]), &storage(Elem::F64, f64s), &limits).unwrap();
+        assert_eq!(t.values, vec![(1.0f64 / 3.0) as f32, -2.5]);
+        let f16s: Vec<u8> =
+            [half::f16::from_f32(0.1), half::f16::from_f32(-3.0)].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = tensor_from(&rebuild(0, &[2], &[1]), &storage(Elem::F16, f16s), &limits).unwrap();
+        assert_eq!(t.values, vec![half::f16::from_f32(0.1).to_f32(), -3.0]);
+        let bf16s: Vec<u8> = [half::bf16::from_f32(0.1)].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let t = tensor_from(&rebuild(0, &[1], &[1]), &storage(Elem::Bf16, bf16s), &limits).unwrap();
+        assert_eq!(t.values, vec![half::bf16::from_f32(0.1).to_f32()]);
+        // Integer storages are refused.
+        let e = tensor_from(&rebuild(0, &[1], &[1]), &storage(Elem::Other(8), vec![0; 8]), &limits).unwrap_err();
+        assert!(e.contains("not a floating type"), "{e}");
+    }
+
+    #[test]
+    fn persistent_ids() {
+        let g = Value::Global(Rc::new(Global { module: "torch".to_owned(), name: "FloatStorage".to_owned() }));
+        let s = |x: &str| Value::Str(Rc::from(x));
+        let pid = Value::Tuple(Rc::from(vec![s("storage"), g.clone(), s("0"), s("cuda:0"), Value::Int(4)]));
+        assert_eq!(parse_pid(&pid).unwrap().1, "0");
+        let meta = Value::Tuple(Rc::from(vec![s("storage"), g.clone(), s("0"), s("meta"), Value::Int(4)]));
+        assert!(parse_pid(&meta).unwrap_err().contains("meta"));
+        let neg = Value::Tuple(Rc::from(vec![s("storage"), g, s("0"), s("cpu"), Value::Int(-4)]));
+        assert!(parse_pid(&neg).is_err());
+        assert!(parse_pid(&s("x")).is_err());
+        let module = Value::Tuple(Rc::from(vec![s("module"), Value::None]));
+        assert!(parse_pid(&module).unwrap_err().contains("state_dict"));
+    }
+}
