@@ -175,6 +175,11 @@ impl<'a> Machine<'_, 'a> {
         self.ctx.over_at(self.at, what, reason)
     }
 
+    /// The offset of the current opcode.
+    pub(crate) fn here(&self) -> Offset {
+        self.ctx.offset(self.at)
+    }
+
     /// The current opcode uses a feature that is not read.
     fn unsupported(&self, feature: impl Into<String>) -> Error {
         Error::Unsupported { feature: feature.into(), at: Some(self.ctx.offset(self.at)) }
@@ -712,7 +717,7 @@ impl<'a> Machine<'_, 'a> {
         if let Some(advice) = allowlist::refusal(canonical, name) {
             return Err(Error::RefusedClass { module: module.to_owned(), name: name.to_owned(), advice, at });
         }
-        if allowlist::lookup(canonical, name).is_none() {
+        if allowlist::lookup(canonical, name).is_none() && !self.ctx.records {
             return Err(Error::UnsupportedClass { module: module.to_owned(), name: name.to_owned(), at });
         }
         self.allocate(CONTAINER_BYTES + (canonical.len() + name.len()) as u64)?;

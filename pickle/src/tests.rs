@@ -592,3 +592,32 @@ fn persistent_ids_go_through_the_callers_resolver() {
     let call = b"\x80\x02ctorch\nFloatStorage\n)R.";
     assert!(crate::loads(call, &limits).unwrap_err().to_string().contains("only a label"));
 }
+
+#[test]
+fn structural_records_are_opt_in_and_never_called() {
+    let limits = Limits::default();
+    let records = || crate::Options { persistent_load: None, records: true };
+    // pickle.dumps(Pipe(), 4) for `class Pipe` in __main__ with {'a': 1}: STACK_GLOBAL, EMPTY_TUPLE, NEWOBJ, BUILD.
+    let obj = b"\x80\x04\x8c\x08__main__\x94\x8c\x04Pipe\x94\x93\x94)\x81\x94}\x94\x8c\x01a\x94K\x01sb.";
+    // Off by default: the class is refused by name.
+    assert!(matches!(crate::loads(obj, &limits), Err(Error::UnsupportedClass { .. })));
+    let v = crate::loads_with(obj, &limits, records()).unwrap();
+    assert!(v.is_instance("__main__", "Pipe"));
+    assert_eq!(v.attr("a"), Some(Value::Int(1)));
+    // A bare reference to an unknown class stays an inert name.
+    let name = b"\x80\x04\x8c\x08__main__\x8c\x05Model\x93.";
+    let v = crate::loads_with(name, &limits, records()).unwrap();
+    assert!(matches!(&v, Value::Global(g) if g.name == "Model"));
+    // REDUCE of an unknown global (how an exploit calls os.system) is refused even with records.
+    let evil = b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+    let e = crate::loads_with(evil, &limits, records()).unwrap_err();
+    assert!(matches!(&e, Error::UnsupportedClass { module, name, .. } if module == "os" && name == "system"), "{e}");
+    // So are INST and OBJ, and NEWOBJ with non-inert arguments.
+    assert!(matches!(crate::loads_with(b"(ios\nsystem\n.", &limits, records()), Err(Error::UnsupportedClass { .. })));
+    assert!(matches!(
+        crate::loads_with(b"\x80\x04(\x8c\x02os\x8c\x06system\x93o.", &limits, records()),
+        Err(Error::UnsupportedClass { .. })
+    ));
+    let nested = b"\x80\x04\x8c\x01m\x8c\x01A\x93]\x85\x81.";
+    assert!(crate::loads_with(nested, &limits, records()).unwrap_err().to_string().contains("arguments"));
+}
