@@ -253,3 +253,49 @@ fn torch_folders_must_hold_one_model() {
     std::fs::rename(dir.join("model.pt"), dir.join("model.pth")).unwrap();
     assert!(load_model(&find_artifact(&dir).unwrap().unwrap()).is_ok());
 }
+
+#[derive(Deserialize)]
+struct PipelineGolden {
+    #[serde(rename = "X_shape")]
+    x_shape: Vec<usize>,
+    #[serde(rename = "X")]
+    x: Vec<f64>,
+    predict: Vec<i64>,
+    reconstruction_error_f64: Vec<f64>,
+}
+
+#[test]
+fn the_notebooks_lstm_pipeline_matches_pytorch() {
+    let src = fixtures().join("lstm_pipeline");
+    let golden: PipelineGolden = serde_json::from_slice(&std::fs::read(src.join("golden.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("model.pkl"), tmp.path().join("model.pkl")).unwrap();
+    let files = find_artifact(tmp.path()).unwrap().unwrap();
+    assert!(matches!(files, ArtifactFiles::Pickle { .. }), "{files:?}");
+    let model = load_model(&files).unwrap_or_else(|e| panic!("{e}"));
+    let label = model.label().unwrap();
+    assert_eq!(label.output, "predict");
+    assert_eq!(label.positive, Some(ferroserve_formats::Label::Int(-1)));
+    for data in [TensorData::Fp64(golden.x.clone()), TensorData::Fp32(golden.x.iter().map(|&v| v as f32).collect())] {
+        let x = Tensor::new("input-0", golden.x_shape.clone(), data).unwrap();
+        let out = model.infer(std::slice::from_ref(&x), &[]).unwrap();
+        assert_eq!(out[0].name, "predict");
+        assert_eq!(out[0].data, TensorData::Int64(golden.predict.clone()));
+        let out = model.infer(&[x], &["reconstruction_error".to_owned()]).unwrap();
+        let TensorData::Fp64(errors) = &out[0].data else { panic!() };
+        assert_close("pipeline reconstruction_error", errors.iter().copied(), golden.reconstruction_error_f64.clone());
+    }
+    // A window shape is refused: the pipeline takes rows.
+    let x = Tensor::new("input-0", vec![1, 2, 4], TensorData::Fp32(vec![0.0; 8])).unwrap();
+    assert!(model.infer(&[x], &[]).is_err());
+}
+
+#[test]
+fn an_unrecognised_object_names_its_class() {
+    // pickle.dumps(Other(), 4) for a `class Other` in __main__ with {'a': 1}: not a known shape.
+    let bytes = b"\x80\x04\x8c\x08__main__\x94\x8c\x05Other\x94\x93\x94)\x81\x94}\x94\x8c\x01a\x94K\x01sb.";
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("model.pkl"), bytes).unwrap();
+    let e = load_model(&find_artifact(tmp.path()).unwrap().unwrap()).err().unwrap();
+    assert!(e.to_string().contains("__main__.Other"), "{e}");
+}
