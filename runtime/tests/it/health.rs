@@ -50,7 +50,7 @@ async fn a_model_without_a_loadable_version_keeps_the_server_unready() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let message = message(&body);
     assert!(message.starts_with("model `empty` is not ready: no version could be loaded: "), "{message}");
-    assert!(message.ends_with("no model found (expected model.json + model.safetensors, config.json + model.safetensors (PyTorch), model.joblib, model.pkl or model.pickle, or version folders v1/, v2/ …)"), "{message}");
+    assert!(message.ends_with("no model found (expected model.json + model.safetensors, config.json + model.safetensors (PyTorch), model.pt or model.pth (PyTorch state_dict), model.joblib, model.pkl or model.pickle, or version folders v1/, v2/ …)"), "{message}");
     // The other models serve regardless.
     assert_eq!(get(&app, "/v2/models/bare/ready").await.0, StatusCode::OK);
     assert_eq!(get(&app, "/v2/models/anomaly-detector/ready").await.0, StatusCode::OK);
