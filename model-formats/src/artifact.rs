@@ -141,6 +141,10 @@ pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<A
         ArtifactFiles::Native { dir } => Ok(NativeModel::load(dir)?.into_model()),
         ArtifactFiles::PyTorch { dir } => Ok(Arc::new(crate::lstm::load_pytorch(dir, options.device)?)),
         ArtifactFiles::Torch { file } => Ok(Arc::new(crate::lstm::load_torch(file, options.device)?)),
+        // A single model file (a mount named after the storageUri, not the file) that is a torch.save file.
+        ArtifactFiles::Pickle { file } if crate::torch::is_torch_file(file) => {
+            Ok(Arc::new(crate::lstm::load_torch(file, options.device)?))
+        }
         ArtifactFiles::Pickle { file } => {
             let limits = crate::pickle::Limits::default();
             match crate::pickle::load_file(file, &limits) {

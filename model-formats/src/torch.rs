@@ -27,6 +27,20 @@ pub const LEGACY_MAGIC: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\x
 /// The legacy format's protocol version.
 const LEGACY_PROTOCOL: i64 = 1001;
 
+/// Whether the file starts as a `torch.save` file does (zip or legacy magic), as `torch.load` tells them.
+pub fn is_torch_file(path: &Path) -> bool {
+    let mut head = [0u8; 15];
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    head[..n].starts_with(ZIP_MAGIC) || head[..n].starts_with(LEGACY_MAGIC)
+}
+
 /// One tensor of a `state_dict`, as f32 in row-major order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TorchTensor {
@@ -315,7 +329,13 @@ fn read_zip(bytes: &[u8], path: &Path, limits: &Limits) -> Result<(Value, HashMa
         Ok(storage_ref(&g, &key))
     };
     let options = Options { persistent_load: Some(&mut resolve), records: false };
-    let value = pickle::load_prefix(&data, limits, options).map(|(v, _)| v).map_err(|e| whole_module_or(path, e))?;
+    let value = pickle::load_prefix(&data, limits, options).map(|(v, _)| v).map_err(|e| match e {
+        // Offsets count the pickle record, not the zip: say which record.
+        pickle::Error::Malformed { .. } | pickle::Error::Truncated { .. } | pickle::Error::UnknownOpcode { .. } => {
+            bad(path, format!("{prefix}data.pkl: {e}"))
+        }
+        e => whole_module_or(path, e),
+    })?;
     Ok((value, storages))
 }
 

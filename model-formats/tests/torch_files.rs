@@ -299,3 +299,15 @@ fn an_unrecognised_object_names_its_class() {
     let e = load_model(&find_artifact(tmp.path()).unwrap().unwrap()).err().unwrap();
     assert!(e.to_string().contains("__main__.Other"), "{e}");
 }
+
+#[test]
+fn a_single_torch_file_whatever_its_name_is_read_as_torch() {
+    // KServe mounts a storageUri naming a file under the mount's name: the content decides.
+    for case in ["documented", "legacy"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("mounted-model");
+        std::fs::copy(fixtures().join(case).join("v1/model.pt"), &file).unwrap();
+        let model = load_model(&ArtifactFiles::Pickle { file }).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(model.kind().to_string(), "lstm_autoencoder");
+    }
+}
