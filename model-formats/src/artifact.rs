@@ -143,7 +143,7 @@ pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<A
         ArtifactFiles::Torch { file } => Ok(Arc::new(crate::lstm::load_torch(file, options.device)?)),
         // A single model file (a mount named after the storageUri, not the file) that is a torch.save file.
         ArtifactFiles::Pickle { file } if crate::torch::is_torch_file(file) => {
-            Ok(Arc::new(crate::lstm::load_torch(file, options.device)?))
+            Ok(Arc::new(crate::lstm::torch_file::load_torch_with(file, options.device, false)?))
         }
         ArtifactFiles::Pickle { file } => {
             let limits = crate::pickle::Limits::default();

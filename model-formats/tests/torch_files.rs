@@ -307,7 +307,11 @@ fn a_single_torch_file_whatever_its_name_is_read_as_torch() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("mounted-model");
         std::fs::copy(fixtures().join(case).join("v1/model.pt"), &file).unwrap();
+        // A stray scaler.pkl beside the mount is not read.
+        std::fs::write(tmp.path().join("scaler.pkl"), b"garbage").unwrap();
         let model = load_model(&ArtifactFiles::Pickle { file }).unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(model.kind().to_string(), "lstm_autoencoder");
+        // Without a threshold: no is_anomaly output.
+        assert!(model.signature().outputs.iter().all(|o| o.name != "is_anomaly"));
     }
 }

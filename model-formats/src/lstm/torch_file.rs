@@ -29,10 +29,22 @@ pub const SCALER_PKL: &str = "scaler.pkl";
 /// The torch reader's errors ([`crate::torch::read_state_dict_file`]); [`Error::InvalidModel`] when the
 /// tensors are not an LSTM autoencoder or disagree with `config.json`; the scaler's pickle errors.
 pub fn load_torch(file: &Path, device: DeviceChoice) -> Result<LstmAutoencoder> {
+    load_torch_with(file, device, true)
+}
+
+/// [`load_torch`], reading the files beside `file` only when `siblings` (a single mounted model file
+/// has no folder of its own: only its weights are read).
+///
+/// # Errors
+/// As [`load_torch`].
+pub fn load_torch_with(file: &Path, device: DeviceChoice, siblings: bool) -> Result<LstmAutoencoder> {
     let limits = Limits::default();
     let sd = read_state_dict_file(file, &limits)?;
-    let dir = file.parent().unwrap_or(Path::new("."));
     let mut cfg = infer_config(&sd).map_err(|r| Error::invalid(file, r))?;
+    if !siblings {
+        return build(file, &cfg, sd, device);
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
     apply_json(dir, &mut cfg)?;
     let scaler_path = dir.join(SCALER_PKL);
     if scaler_path.is_file() {
