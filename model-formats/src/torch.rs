@@ -345,6 +345,9 @@ pub(crate) fn read_legacy(
     bytes: &[u8],
     limits: &Limits,
 ) -> std::result::Result<(Value, HashMap<String, Storage>), ReadError> {
+    if !bytes.starts_with(LEGACY_MAGIC) {
+        return Err("not a legacy torch.save (its magic number is missing)".to_owned().into());
+    }
     let mut pos = 0usize;
     let next = |pos: &mut usize, what: &str| -> std::result::Result<Value, ReadError> {
         let rest = bytes.get(*pos..).unwrap_or_default();

@@ -315,3 +315,29 @@ fn a_single_torch_file_whatever_its_name_is_read_as_torch() {
         assert!(model.signature().outputs.iter().all(|o| o.name != "is_anomaly"));
     }
 }
+
+#[test]
+fn a_damaged_lstm_pipeline_fails_cleanly() {
+    let src = std::fs::read(fixtures().join("lstm_pipeline/model.pkl")).unwrap();
+    let magic = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19\x2e";
+    let at = src.windows(magic.len()).position(|w| w == magic).unwrap();
+    let load = |bytes: &[u8]| {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("model.pkl"), bytes).unwrap();
+        load_model(&find_artifact(tmp.path()).unwrap().unwrap()).err().map(|e| e.to_string())
+    };
+    // The nested storage's magic number, and its int64 element count (the 8 bytes before its 128 data bytes).
+    let mut b = src.clone();
+    b[at + 5] ^= 0xff;
+    let e = load(&b).unwrap();
+    assert!(e.contains("encoder.weight_ih_l0") && e.contains("storage bytes"), "{e}");
+    let blob_len = u32::from_le_bytes(src[at - 4..at].try_into().unwrap()) as usize;
+    let numel_at = at + blob_len - 128 * 4 - 8;
+    let mut b = src.clone();
+    b[numel_at..numel_at + 8].copy_from_slice(&(1i64 << 40).to_le_bytes());
+    let e = load(&b).unwrap();
+    assert!(e.contains("legacy storage"), "{e}");
+    for cut in [50, 500, at + 40, src.len() - 20] {
+        assert!(load(&src[..cut]).is_some());
+    }
+}

@@ -621,3 +621,13 @@ fn structural_records_are_opt_in_and_never_called() {
     let nested = b"\x80\x04\x8c\x01m\x8c\x01A\x93]\x85\x81.";
     assert!(crate::loads_with(nested, &limits, records()).unwrap_err().to_string().contains("arguments"));
 }
+
+#[test]
+fn an_ordered_dict_takes_only_a_metadata_build() {
+    // OrderedDict() REDUCE, then BUILD {'_metadata': {}} as a torch state_dict has it.
+    let ok_bytes = b"\x80\x02ccollections\nOrderedDict\n)R}X\t\x00\x00\x00_metadata}sb.";
+    assert!(matches!(load(ok_bytes), Ok(Value::Dict(_))));
+    // Any other attribute on a dict is refused.
+    let other = b"\x80\x02ccollections\nOrderedDict\n)R}X\x01\x00\x00\x00x}sb.";
+    assert!(err(other).contains("BUILD on a dict"));
+}
