@@ -167,12 +167,13 @@ pub fn read_state_dict(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Sta
     } else {
         return Err(bad(path, "not a torch.save file (neither a zip nor the legacy format)".to_owned()));
     };
+    let mut budget = element_budget(limits);
     state_dict_of(&value)
         .and_then(|pairs| {
             pairs
                 .into_iter()
                 .map(|(name, t)| {
-                    let tensor = tensor_from(&t, &|v| lookup(&storages, v), limits)
+                    let tensor = tensor_from(&t, &|v| lookup(&storages, v), &mut budget)
                         .map_err(|e| format!("tensor `{name}`: {e}"))?;
                     Ok((name, tensor))
                 })
@@ -453,12 +454,19 @@ fn is_tensor(v: &Value) -> bool {
     v.is_instance("torch._utils", "_rebuild_tensor_v2")
 }
 
+/// How many f32 elements the tensors of one file may take in total (`max_alloc_bytes / 4`).
+pub(crate) fn element_budget(limits: &Limits) -> u64 {
+    limits.max_alloc_bytes / 4
+}
+
 /// A tensor from `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])`,
-/// gathered through its strides with every index checked against the storage.
+/// gathered through its strides with every index checked against the storage. A view may not have
+/// more elements than its storage (no stride-0 expansion of a small storage into a large tensor), and
+/// `budget` (elements left for this file) bounds the sum over all tensors, which may share storages.
 pub(crate) fn tensor_from(
     v: &Value,
     storage_of: &dyn Fn(&Value) -> std::result::Result<Storage, String>,
-    limits: &Limits,
+    budget: &mut u64,
 ) -> std::result::Result<TorchTensor, String> {
     let Value::Object(o) = v else { return Err(format!("a {}, not a tensor", v.type_name())) };
     let args = o.borrow().args.clone();
@@ -489,9 +497,13 @@ pub(crate) fn tensor_from(
     };
     let numel_storage = storage.bytes.len() / elem.size();
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("its size overflows")?;
-    if count as u64 > limits.max_alloc_bytes / 4 {
-        return Err(format!("{count} elements is over the limit max_alloc_bytes = {}", limits.max_alloc_bytes));
+    if count > numel_storage {
+        return Err(format!("a view of {count} elements of a storage of {numel_storage} (overlapping strides)"));
     }
+    if count as u64 > *budget {
+        return Err("the tensors are over the limit max_alloc_bytes (4 bytes per element)".to_owned());
+    }
+    *budget -= count as u64;
     if count > 0 {
         // The last element the view touches: offset + Σ (size_i − 1) · stride_i.
         let extent = shape
@@ -555,16 +567,15 @@ mod tests {
 
     #[test]
     fn strides_offsets_and_dtypes() {
-        let limits = Limits::default();
         let f32s: Vec<u8> = (0..12).flat_map(|i| (i as f32).to_le_bytes()).collect();
         let s = storage(Elem::F32, f32s);
         // A transposed [3, 2] view of a [2, 3] block starting at element 2.
-        let t = tensor_from(&rebuild(2, &[3, 2], &[1, 3]), &s, &limits).unwrap();
+        let t = tensor_from(&rebuild(2, &[3, 2], &[1, 3]), &s, &mut (1 << 20)).unwrap();
         assert_eq!(t.shape, vec![3, 2]);
         assert_eq!(t.values, vec![2.0, 5.0, 3.0, 6.0, 4.0, 7.0]);
         // A 0-d tensor and an empty one.
-        assert_eq!(tensor_from(&rebuild(11, &[], &[]), &s, &limits).unwrap().values, vec![11.0]);
-        assert!(tensor_from(&rebuild(0, &[0, 4], &[4, 1]), &s, &limits).unwrap().values.is_empty());
+        assert_eq!(tensor_from(&rebuild(11, &[], &[]), &s, &mut (1 << 20)).unwrap().values, vec![11.0]);
+        assert!(tensor_from(&rebuild(0, &[0, 4], &[4, 1]), &s, &mut (1 << 20)).unwrap().values.is_empty());
         // Views past the end, overflowing strides.
         for (offset, size, stride) in [
             (12, vec![1], vec![1]),
@@ -572,25 +583,32 @@ mod tests {
             (1, vec![3, 4], vec![4, 1]),
             (0, vec![2, 2], vec![i64::MAX, 1]),
         ] {
-            let e = tensor_from(&rebuild(offset, &size, &stride), &s, &limits).unwrap_err();
-            assert!(e.contains("reaches element") || e.contains("overflow"), "{e}");
+            let e = tensor_from(&rebuild(offset, &size, &stride), &s, &mut (1 << 20)).unwrap_err();
+            assert!(e.contains("reaches element") || e.contains("overflow") || e.contains("overlapping"), "{e}");
         }
-        assert!(tensor_from(&rebuild(-1, &[1], &[1]), &s, &limits).is_err());
-        assert!(tensor_from(&rebuild(0, &[2], &[1, 1]), &s, &limits).is_err());
+        assert!(tensor_from(&rebuild(-1, &[1], &[1]), &s, &mut (1 << 20)).is_err());
+        assert!(tensor_from(&rebuild(0, &[2], &[1, 1]), &s, &mut (1 << 20)).is_err());
+        // A stride-0 expansion larger than its storage, and a file over its element budget.
+        let e = tensor_from(&rebuild(0, &[1000], &[0]), &s, &mut (1 << 20)).unwrap_err();
+        assert!(e.contains("overlapping"), "{e}");
+        let mut budget = 10;
+        assert!(tensor_from(&rebuild(0, &[6], &[1]), &s, &mut budget).is_ok());
+        assert_eq!(budget, 4);
+        assert!(tensor_from(&rebuild(0, &[6], &[1]), &s, &mut budget).unwrap_err().contains("max_alloc_bytes"));
         // f64, f16 and bf16 become f32 as PyTorch's .float() does.
         let v = [1.0f64 / 3.0, -2.5];
         let f64s: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = tensor_from(&rebuild(0, &[2], &[1]), &storage(Elem::F64, f64s), &limits).unwrap();
+        let t = tensor_from(&rebuild(0, &[2], &[1]), &storage(Elem::F64, f64s), &mut (1 << 20)).unwrap();
         assert_eq!(t.values, vec![(1.0f64 / 3.0) as f32, -2.5]);
         let f16s: Vec<u8> =
             [half::f16::from_f32(0.1), half::f16::from_f32(-3.0)].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = tensor_from(&rebuild(0, &[2], &[1]), &storage(Elem::F16, f16s), &limits).unwrap();
+        let t = tensor_from(&rebuild(0, &[2], &[1]), &storage(Elem::F16, f16s), &mut (1 << 20)).unwrap();
         assert_eq!(t.values, vec![half::f16::from_f32(0.1).to_f32(), -3.0]);
         let bf16s: Vec<u8> = [half::bf16::from_f32(0.1)].iter().flat_map(|x| x.to_le_bytes()).collect();
-        let t = tensor_from(&rebuild(0, &[1], &[1]), &storage(Elem::Bf16, bf16s), &limits).unwrap();
+        let t = tensor_from(&rebuild(0, &[1], &[1]), &storage(Elem::Bf16, bf16s), &mut (1 << 20)).unwrap();
         assert_eq!(t.values, vec![half::bf16::from_f32(0.1).to_f32()]);
         // Integer storages are refused.
-        let e = tensor_from(&rebuild(0, &[1], &[1]), &storage(Elem::Other(8), vec![0; 8]), &limits).unwrap_err();
+        let e = tensor_from(&rebuild(0, &[1], &[1]), &storage(Elem::Other(8), vec![0; 8]), &mut (1 << 20)).unwrap_err();
         assert!(e.contains("not a floating type"), "{e}");
     }
 

@@ -21,7 +21,7 @@ use crate::error::{Error, InferError, InputError, Result};
 use crate::model::{Label, LabelOutput, Model, ModelKind, Signature, TensorSpec};
 use crate::pickle::{Limits, Value};
 use crate::tensor::{DataType, Tensor, TensorData};
-use crate::torch::{StateDict, read_legacy, state_dict_of, tensor_from};
+use crate::torch::{StateDict, element_budget, read_legacy, state_dict_of, tensor_from};
 
 /// The attributes that make an object an `LSTMPipeline`.
 const SHAPE: [&str; 3] = ["scaler", "model_state_dict", "threshold"];
@@ -111,10 +111,11 @@ fn read_state_dict(v: &Value) -> std::result::Result<StateDict, String> {
         };
         storages.get(&key).cloned().ok_or_else(|| "its storage bytes do not hold their storage".to_owned())
     };
+    let mut budget = element_budget(&limits);
     state_dict_of(v)?
         .into_iter()
         .map(|(name, t)| {
-            tensor_from(&t, &storage_of, &limits)
+            tensor_from(&t, &storage_of, &mut budget)
                 .map(|t| (name.clone(), t))
                 .map_err(|e| format!("tensor `{name}`: {e}"))
         })
