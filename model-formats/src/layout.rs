@@ -235,11 +235,13 @@ pub fn single_file(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
-/// The model name of a repository entry that is a single model file: its name without a pickle
-/// extension (`anomaly-detector.pkl` → `anomaly-detector`); `None` for other files.
+/// The model name of a repository entry that is a single model file: its name without a pickle or
+/// PyTorch extension (`anomaly-detector.pkl` → `anomaly-detector`, `lstm.pt` → `lstm`); `None` for
+/// other files. (A single file is loaded by its content: a `torch.save` file as PyTorch, anything else
+/// as a pickle.)
 pub fn single_file_model_name(name: &str) -> Option<&str> {
     let (stem, ext) = name.rsplit_once('.')?;
-    (PICKLE_EXTENSIONS.contains(&ext) && !stem.is_empty()).then_some(stem)
+    ((PICKLE_EXTENSIONS.contains(&ext) || TORCH_EXTENSIONS.contains(&ext)) && !stem.is_empty()).then_some(stem)
 }
 
 /// The version folders of `dir`, ascending by number.
@@ -269,7 +271,7 @@ pub fn version_dirs(dir: &Path) -> Result<Vec<VersionDir>> {
 }
 
 /// The models of a repository: each visible sub-folder, by name, and each single model file
-/// (`name.pkl`, `name.joblib`, `name.pickle`) by its name without the extension, staying inside `root`.
+/// (`name.pkl`, `name.joblib`, `name.pickle`, `name.pt`, `name.pth`) by its name without the extension, staying inside `root`.
 /// A folder wins over a file of the same model name.
 ///
 /// # Errors
@@ -374,6 +376,15 @@ impl Drop for VersionWriter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn single_file_model_names() {
+        assert_eq!(super::single_file_model_name("anomaly-detector.pkl"), Some("anomaly-detector"));
+        assert_eq!(super::single_file_model_name("lstm.pt"), Some("lstm"));
+        assert_eq!(super::single_file_model_name("lstm.v2.pth"), Some("lstm.v2"));
+        assert_eq!(super::single_file_model_name("README.md"), None);
+        assert_eq!(super::single_file_model_name(".pt"), None);
+    }
+
     use super::*;
 
     fn touch(p: &Path) {
