@@ -144,12 +144,40 @@ pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<A
         ArtifactFiles::Native { dir } => Ok(NativeModel::load(dir)?.into_model()),
         ArtifactFiles::PyTorch { dir } => Ok(Arc::new(crate::lstm::load_pytorch(dir, options.device)?)),
         ArtifactFiles::LightGbm { file } => Ok(Arc::new(crate::lightgbm::load_file(file)?)),
+        ArtifactFiles::Torch { file } => Ok(Arc::new(crate::lstm::load_torch(file, options.device)?)),
+        // A single model file (a mount named after the storageUri, not the file) that is a torch.save file.
+        ArtifactFiles::Pickle { file } if crate::torch::is_torch_file(file) => {
+            Ok(Arc::new(crate::lstm::torch_file::load_torch_with(file, options.device, false)?))
+        }
         ArtifactFiles::Pickle { file } => {
-            let value = crate::pickle::load_file(file, &crate::pickle::Limits::default())?;
-            crate::sklearn::from_value(&value, file)
+            let limits = crate::pickle::Limits::default();
+            match crate::pickle::load_file(file, &limits) {
+                Ok(value) => crate::sklearn::from_value(&value, file),
+                Err(e @ Error::UnsupportedClass { .. }) => load_structural(file, &limits, options).unwrap_or(Err(e)),
+                Err(e) => Err(e),
+            }
         }
         ArtifactFiles::XGBoost { file } => Ok(Arc::new(crate::xgboost::XGBoostModel::load(file)?)),
     }
+}
+
+/// A pickle naming a class outside the allowlist, read again with structural records: `Some` when the
+/// object is one Ferroserve recognises by its shape (the notebook's `LSTMPipeline`), `None` to keep
+/// the original error (which names the class).
+fn load_structural(
+    file: &Path,
+    limits: &crate::pickle::Limits,
+    options: &LoadOptions,
+) -> Option<Result<Arc<dyn Model>>> {
+    let bytes = std::fs::read(file).ok()?;
+    let opts = ferroserve_pickle::Options { persistent_load: None, records: true };
+    let value = ferroserve_pickle::loads_with(&bytes, limits, opts).ok()?;
+    if crate::lstm::pipeline::is_pipeline(&value) {
+        return Some(
+            crate::lstm::LstmPipeline::from_value(&value, file, options.device).map(|m| Arc::new(m) as Arc<dyn Model>),
+        );
+    }
+    None
 }
 
 /// Named little-endian tensors on their way into a safetensors file.

@@ -112,7 +112,7 @@ pub enum Error {
         reason: String,
     },
     /// A folder holds no artifact Ferroserve recognises.
-    #[error("{}: no model found (expected model.json + model.safetensors, config.json + model.safetensors (PyTorch), model.joblib, model.pkl or model.pickle, an XGBoost model.json, model.ubj or model.bst, a LightGBM model.txt or model.bst, or version folders v1/, v2/ …)", path.display())]
+    #[error("{}: no model found (expected model.json + model.safetensors, config.json + model.safetensors (PyTorch), model.pt or model.pth (PyTorch state_dict), model.joblib, model.pkl or model.pickle, an XGBoost model.json, model.ubj or model.bst, a LightGBM model.txt or model.bst, or version folders v1/, v2/ …)", path.display())]
     NoModel {
         /// The folder.
         path: PathBuf,

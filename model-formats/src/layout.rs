@@ -26,6 +26,8 @@ pub const METADATA_JSON: &str = "metadata.json";
 pub const PICKLE_EXTENSIONS: [&str; 3] = ["joblib", "pkl", "pickle"];
 /// XGBoost's binary model files (UBJSON; `model.json` is one too when its content says so).
 pub const XGBOOST_FILES: [&str; 2] = ["model.ubj", "model.bst"];
+/// Extensions of PyTorch `torch.save` files.
+pub const TORCH_EXTENSIONS: [&str; 2] = ["pt", "pth"];
 
 /// What a bare model folder holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,12 @@ pub enum ArtifactFiles {
         /// The file.
         file: PathBuf,
     },
+    /// A `torch.save`d `state_dict` (`model.pt` / `model.pth`), with an optional `scaler.pkl`,
+    /// `config.json` and `metadata.json` beside it (see [`crate::lstm::torch_file`]).
+    Torch {
+        /// The torch file.
+        file: PathBuf,
+    },
 }
 
 impl ArtifactFiles {
@@ -64,9 +72,10 @@ impl ArtifactFiles {
     pub fn dir(&self) -> &Path {
         match self {
             ArtifactFiles::Native { dir } | ArtifactFiles::PyTorch { dir } => dir,
-            ArtifactFiles::Pickle { file } | ArtifactFiles::XGBoost { file } | ArtifactFiles::LightGbm { file } => {
-                file.parent().unwrap_or(Path::new("."))
-            }
+            ArtifactFiles::Pickle { file }
+            | ArtifactFiles::XGBoost { file }
+            | ArtifactFiles::LightGbm { file }
+            | ArtifactFiles::Torch { file } => file.parent().unwrap_or(Path::new(".")),
         }
     }
 }
@@ -167,6 +176,18 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
         })
         .map(|(_, p)| p)
         .collect();
+    let torch: Vec<&PathBuf> = names
+        .iter()
+        .filter(|(n, p)| {
+            p.is_file()
+                && Path::new(n).extension().and_then(|e| e.to_str()).is_some_and(|e| TORCH_EXTENSIONS.contains(&e))
+        })
+        .map(|(_, p)| p)
+        .collect();
+    if !torch.is_empty() {
+        let other = native || file(MODEL_SAFETENSORS).is_some() || !xgboost.is_empty();
+        return find_torch(dir, &torch, &pickles, other);
+    }
     let lightgbm: Vec<&PathBuf> = names
         .iter()
         .filter(|(n, p)| {
@@ -239,6 +260,36 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     }
 }
 
+/// A folder with a torch file: exactly one `*.pt`/`*.pth`, beside which the only pickle may be the
+/// input scaling `scaler.pkl`, and no other artifact.
+fn find_torch(dir: &Path, torch: &[&PathBuf], pickles: &[&PathBuf], other: bool) -> Result<Option<ArtifactFiles>> {
+    let names = |files: &[&PathBuf]| -> String {
+        files.iter().filter_map(|p| p.file_name()?.to_str()).collect::<Vec<_>>().join(", ")
+    };
+    if torch.len() > 1 {
+        return Err(Error::Ambiguous {
+            path: dir.to_path_buf(),
+            reason: format!("holds {} PyTorch files ({}); only one is allowed", torch.len(), names(torch)),
+        });
+    }
+    let strays: Vec<&PathBuf> = pickles
+        .iter()
+        .copied()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(crate::lstm::torch_file::SCALER_PKL))
+        .collect();
+    if !strays.is_empty() || other {
+        let what = if other { "model.json or model.safetensors".to_owned() } else { names(&strays) };
+        return Err(Error::Ambiguous {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "holds the PyTorch file {} and {what}; a torch model folder may only add scaler.pkl, config.json and                  metadata.json",
+                names(torch)
+            ),
+        });
+    }
+    Ok(Some(ArtifactFiles::Torch { file: torch[0].clone() }))
+}
+
 /// Tells the form of a model folder, or of a single model file: a `--model_dir` (or a repository entry)
 /// that is a file is a bare model of that one file, as KServe mounts a `storageUri` naming a file
 /// (`pvc://…/anomaly-detector.pkl`, mounted at `/mnt/models` under that name or under the mount's own).
@@ -288,11 +339,13 @@ pub fn single_file(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
-/// The model name of a repository entry that is a single model file: its name without a pickle
-/// extension (`anomaly-detector.pkl` → `anomaly-detector`); `None` for other files.
+/// The model name of a repository entry that is a single model file: its name without a pickle or
+/// PyTorch extension (`anomaly-detector.pkl` → `anomaly-detector`, `lstm.pt` → `lstm`); `None` for
+/// other files. (A single file is loaded by its content: a `torch.save` file as PyTorch, anything else
+/// as a pickle.)
 pub fn single_file_model_name(name: &str) -> Option<&str> {
     let (stem, ext) = name.rsplit_once('.')?;
-    (PICKLE_EXTENSIONS.contains(&ext) && !stem.is_empty()).then_some(stem)
+    ((PICKLE_EXTENSIONS.contains(&ext) || TORCH_EXTENSIONS.contains(&ext)) && !stem.is_empty()).then_some(stem)
 }
 
 /// The version folders of `dir`, ascending by number.
@@ -322,7 +375,7 @@ pub fn version_dirs(dir: &Path) -> Result<Vec<VersionDir>> {
 }
 
 /// The models of a repository: each visible sub-folder, by name, and each single model file
-/// (`name.pkl`, `name.joblib`, `name.pickle`) by its name without the extension, staying inside `root`.
+/// (`name.pkl`, `name.joblib`, `name.pickle`, `name.pt`, `name.pth`) by its name without the extension, staying inside `root`.
 /// A folder wins over a file of the same model name.
 ///
 /// # Errors
@@ -427,6 +480,15 @@ impl Drop for VersionWriter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn single_file_model_names() {
+        assert_eq!(super::single_file_model_name("anomaly-detector.pkl"), Some("anomaly-detector"));
+        assert_eq!(super::single_file_model_name("lstm.pt"), Some("lstm"));
+        assert_eq!(super::single_file_model_name("lstm.v2.pth"), Some("lstm.v2"));
+        assert_eq!(super::single_file_model_name("README.md"), None);
+        assert_eq!(super::single_file_model_name(".pt"), None);
+    }
+
     use super::*;
 
     fn touch(p: &Path) {

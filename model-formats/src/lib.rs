@@ -36,6 +36,7 @@ pub mod pickle;
 pub mod serving;
 pub mod sklearn;
 pub mod tensor;
+pub mod torch;
 pub mod tree;
 pub mod xgboost;
 

@@ -47,6 +47,17 @@ pub(crate) enum Kind {
     DefaultDict,
     /// `copyreg._reconstructor(cls, base, state)`: an empty instance of `cls` (protocols 0–1).
     CopyregReconstructor,
+    /// A name that is only ever referred to, never called: PyTorch's typed storage classes
+    /// (`torch.FloatStorage`) in a persistent ID, which say the storage's dtype.
+    Label,
+    /// PyTorch's tensor rebuild functions (`torch._utils._rebuild_tensor_v2(storage, offset, size,
+    /// stride, requires_grad, hooks[, metadata])`): recorded as an inert object of the function and its
+    /// arguments, which `ferroserve_formats::torch` interprets (bounds-checked) into a tensor.
+    TorchRebuild,
+    /// `torch.storage._load_from_bytes(bytes)`: a storage pickled inside a plain pickle, its bytes a
+    /// nested legacy `torch.save`. Recorded as an inert object of its one bytes argument; the caller
+    /// reads the bytes as data.
+    TorchLoadFromBytes,
 }
 
 /// One reviewed group of names: the module, its names, and what they are.
@@ -135,6 +146,26 @@ static GROUPS: &[Group] = &[
         module: "sklearn.externals.joblib.numpy_pickle",
         names: &["NumpyArrayWrapper"],
         kind: Kind::NumpyArrayWrapper,
+    },
+    // --- PyTorch's `torch.save` of a state_dict: the tensor rebuild function, the typed storage classes
+    // (dtype labels in persistent IDs, never called) and the storage of a plain pickle. All inert.
+    Group { module: "torch._utils", names: &["_rebuild_tensor_v2"], kind: Kind::TorchRebuild },
+    Group { module: "torch.storage", names: &["_load_from_bytes"], kind: Kind::TorchLoadFromBytes },
+    Group {
+        module: "torch",
+        names: &[
+            "FloatStorage",
+            "DoubleStorage",
+            "HalfStorage",
+            "BFloat16Storage",
+            "LongStorage",
+            "IntStorage",
+            "ShortStorage",
+            "CharStorage",
+            "ByteStorage",
+            "BoolStorage",
+        ],
+        kind: Kind::Label,
     },
     // --- scikit-learn estimators Ferroserve serves (1.2 to the newest release). Inert objects:
     // their `__dict__` state is read by `ferroserve_formats::sklearn`, their methods never exist here.

@@ -12,7 +12,7 @@ use super::graph;
 use super::machine::{self, CONTAINER_BYTES, Machine, SLOT_BYTES};
 use super::numpy::{self, WrapperHeader};
 use super::value::{Global, NdArray, Object, Value};
-use crate::error::{Fault, Result, printable};
+use crate::error::{Error, Fault, Result, printable};
 
 /// Bytes a copy of `v`'s data would take (what numpy constructors copy).
 fn data_size(v: &Value) -> u64 {
@@ -58,7 +58,7 @@ impl Machine<'_, '_> {
     pub(crate) fn newobj(&mut self) -> Result<()> {
         let g = self.callable(1, "NEWOBJ")?;
         let args = self.arguments(0, "NEWOBJ")?;
-        let v = self.call(&g, &args)?;
+        let v = self.new_instance(&g, &args)?;
         self.drop_n(2)?;
         self.push(v)
     }
@@ -73,7 +73,7 @@ impl Machine<'_, '_> {
             kwargs @ Value::Dict(_) => args.push(kwargs.clone()),
             other => return Err(self.fail(format!("NEWOBJ_EX keyword arguments are a {}", other.type_name()))),
         }
-        let v = self.call(&g, &args)?;
+        let v = self.new_instance(&g, &args)?;
         self.drop_n(3)?;
         self.push(v)
     }
@@ -125,15 +125,56 @@ impl Machine<'_, '_> {
         a.map(|a| Value::Array(Rc::new(a))).map_err(|e| self.fail(e))
     }
 
+    /// `NEWOBJ`/`NEWOBJ_EX`: an allowlisted class as [`Machine::call`]; with structural records
+    /// enabled, a class outside the allowlist becomes an inert record of its name, its (inert)
+    /// arguments and later its `BUILD` state. Nothing of the class exists or runs here: `NEWOBJ`
+    /// is `cls.__new__(cls)`, which for a plain Python class only allocates an empty instance.
+    fn new_instance(&mut self, g: &Global, args: &[Value]) -> Result<Value> {
+        if allowlist::lookup(&g.module, &g.name).is_some() || !self.ctx.records {
+            return self.call(g, args);
+        }
+        let inert = |v: &Value| {
+            matches!(
+                v,
+                Value::None
+                    | Value::Bool(_)
+                    | Value::Int(_)
+                    | Value::BigInt(_)
+                    | Value::Float(_)
+                    | Value::Str(_)
+                    | Value::Bytes(_)
+            )
+        };
+        if !args.iter().all(inert) {
+            return Err(self.fail(format!(
+                "NEWOBJ of {g}, a class outside the allowlist, with arguments other than plain numbers and strings"
+            )));
+        }
+        self.spend(args.len() as u64)?;
+        self.object(g.clone(), args.to_vec())
+    }
+
     /// Evaluates an allowlisted callable on `args`, without running anything.
     fn call(&mut self, g: &Global, args: &[Value]) -> Result<Value> {
         let Some(kind) = allowlist::lookup(&g.module, &g.name) else {
-            // Globals only come from `resolve`, which checked the allowlist.
-            return Err(self.fail(format!("{g} is not callable")));
+            // Only a structural load lets a name outside the allowlist this far; calling it
+            // (`REDUCE`, `INST`, `OBJ`) is how an exploit runs a function: refused.
+            return Err(Error::UnsupportedClass { module: g.module.clone(), name: g.name.clone(), at: self.here() });
         };
         self.spend(args.len() as u64)?;
         match kind {
             Kind::Class | Kind::Reconstruct | Kind::NumpyArrayWrapper => self.object(g.clone(), args.to_vec()),
+            Kind::Label => Err(self.fail(format!("{g} is only a label and cannot be called"))),
+            Kind::TorchRebuild => {
+                if !(6..=7).contains(&args.len()) {
+                    return Err(self.fail(format!("{g}() takes 6 or 7 arguments, not {}", args.len())));
+                }
+                self.object(g.clone(), args.to_vec())
+            }
+            Kind::TorchLoadFromBytes => match args {
+                [Value::Bytes(_)] => self.object(g.clone(), args.to_vec()),
+                _ => Err(self.fail(format!("{g}() takes one bytes argument"))),
+            },
             Kind::Dtype => {
                 let d = numpy::dtype_from_args(args).map_err(|e| self.fail(e))?;
                 self.allocate(CONTAINER_BYTES)?;
@@ -295,8 +336,11 @@ impl Machine<'_, '_> {
                 self.replace_built(Value::Dtype(Rc::new(d)))
             }
             // A dict subclass (OrderedDict) without instance attributes.
+            // A PyTorch state_dict (an OrderedDict) gets its `_metadata` attribute (per-module versions),
+            // which nothing here needs.
             Value::Dict(_)
-                if matches!(&state, Value::None) || matches!(&state, Value::Dict(d) if d.borrow().is_empty()) =>
+                if matches!(&state, Value::None)
+                    || matches!(&state, Value::Dict(d) if d.borrow().iter().all(|(k, _)| k.as_str() == Some("_metadata"))) =>
             {
                 self.drop_n(1)
             }

@@ -145,6 +145,58 @@ pub fn loads(bytes: &[u8], limits: &Limits) -> Result<Value> {
     machine::run(&mut ctx, false)
 }
 
+/// A caller's resolver of persistent IDs: given the ID a pickle's `PERSID`/`BINPERSID` names (a
+/// string, or a tuple such as PyTorch's `('storage', torch.FloatStorage, '0', 'cpu', 128)`), the inert
+/// value that stands for it, or why it cannot be resolved. It only looks the ID up in data the caller
+/// already holds (a zip member, a byte range); nothing is executed.
+pub type PersistentLoad<'r> = dyn FnMut(&Value) -> std::result::Result<Value, String> + 'r;
+
+/// How one load may go beyond plain [`loads`].
+#[derive(Default)]
+#[allow(missing_debug_implementations)]
+pub struct Options<'r> {
+    /// Resolves persistent IDs; without it they are [`Error::Unsupported`].
+    pub persistent_load: Option<&'r mut PersistentLoad<'r>>,
+    /// Builds objects of classes outside the allowlist as inert records (class name + state), for
+    /// `NEWOBJ`/`NEWOBJ_EX` with inert arguments and `BUILD` only; a `REDUCE` of such a class (how an
+    /// exploit calls a function) is still [`Error::UnsupportedClass`]. Off by default.
+    pub records: bool,
+}
+
+/// Reads one pickle stream from the start of `bytes` (no joblib container, no decompression) with
+/// `options`, and returns its value and the number of bytes it took, up to and including `STOP`:
+/// for formats that chain pickles and raw data (PyTorch's legacy `torch.save`).
+///
+/// # Errors
+/// As [`loads`]; a persistent ID the resolver refuses is [`Error::Malformed`] with its reason.
+pub fn load_prefix<'r>(bytes: &'r [u8], limits: &'r Limits, options: Options<'r>) -> Result<(Value, usize)> {
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return Err(over_file_limit(bytes.len() as u64, limits));
+    }
+    let mut ctx = machine::Ctx::new(limits, Stream::File, bytes);
+    ctx.persistent = options.persistent_load;
+    ctx.records = options.records;
+    let v = machine::run(&mut ctx, false)?;
+    Ok((v, ctx.reader.pos()))
+}
+
+/// Reads a whole pickle stream (plain or joblib, as [`loads`]) with `options`.
+///
+/// # Errors
+/// As [`loads`] and [`load_prefix`].
+pub fn loads_with<'r>(bytes: &'r [u8], limits: &'r Limits, options: Options<'r>) -> Result<Value> {
+    if !matches!(Container::detect(bytes), Container::Plain) {
+        if options.persistent_load.is_none() && !options.records {
+            return loads(bytes, limits);
+        }
+        return Err(Error::Unsupported {
+            feature: "a compressed joblib file with persistent IDs or records".to_owned(),
+            at: None,
+        });
+    }
+    load_prefix(bytes, limits, options).map(|(v, _)| v)
+}
+
 fn over_file_limit(size: u64, limits: &Limits) -> Error {
     Error::LimitExceeded {
         what: Limit::FileBytes,

@@ -24,6 +24,7 @@ use super::limits::{Limit, Limits};
 use super::reader::Reader;
 use super::text;
 use super::value::{Global, Value};
+use crate::PersistentLoad;
 use crate::error::{Error, Fault, Offset, Result, Stream};
 
 /// Estimated bytes of a new container, for the allocation budget.
@@ -33,7 +34,6 @@ pub(crate) const SLOT_BYTES: u64 = 32;
 
 /// What one load shares across the top-level pickle and the nested pickles of joblib object
 /// arrays: the input, the limits and the budgets spent so far.
-#[derive(Debug)]
 pub(crate) struct Ctx<'a> {
     pub(crate) limits: &'a Limits,
     /// The file, or the stream decompressed from it: what error offsets count.
@@ -41,11 +41,21 @@ pub(crate) struct Ctx<'a> {
     pub(crate) reader: Reader<'a>,
     ops: u64,
     alloc: u64,
+    /// The caller's resolver of persistent IDs (`PERSID`/`BINPERSID`); without one they are refused.
+    pub(crate) persistent: Option<&'a mut PersistentLoad<'a>>,
+    /// Whether objects of classes outside the allowlist may be built as inert records.
+    pub(crate) records: bool,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("stream", &self.stream).field("at", &self.reader.pos()).finish_non_exhaustive()
+    }
 }
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(limits: &'a Limits, stream: Stream, data: &'a [u8]) -> Self {
-        Ctx { limits, stream, reader: Reader::new(data), ops: 0, alloc: 0 }
+        Ctx { limits, stream, reader: Reader::new(data), ops: 0, alloc: 0, persistent: None, records: false }
     }
 
     /// `byte` of the stream being read.
@@ -163,6 +173,11 @@ impl<'a> Machine<'_, 'a> {
     /// The current opcode goes over `what`; `reason` names the limit.
     pub(crate) fn over(&self, what: Limit, reason: String) -> Error {
         self.ctx.over_at(self.at, what, reason)
+    }
+
+    /// The offset of the current opcode.
+    pub(crate) fn here(&self) -> Offset {
+        self.ctx.offset(self.at)
     }
 
     /// The current opcode uses a feature that is not read.
@@ -425,13 +440,15 @@ impl<'a> Machine<'_, 'a> {
                         return Err(self.cut_short(format!("a FRAME of {n} bytes with {remaining} remaining")));
                     }
                 }
-                // Refused: these reach outside the pickle.
-                b'P' | b'Q' => {
-                    return Err(self.unsupported(
-                        "persistent IDs (PERSID/BINPERSID) are not supported: the pickle refers to objects \
-                         stored outside it",
-                    ));
+                // Persistent IDs: resolved by the caller's resolver, refused without one.
+                b'P' => {
+                    let line = self.read_line("PERSID")?;
+                    let pid = String::from_utf8_lossy(line).trim_end_matches('\r').to_owned();
+                    self.allocate(pid.len() as u64)?;
+                    self.push(Value::Str(Rc::from(pid)))?;
+                    self.persistent_load()?;
                 }
+                b'Q' => self.persistent_load()?,
                 0x82..=0x84 => {
                     return Err(self.unsupported(
                         "extension codes (EXT1/EXT2/EXT4) are not supported: they name classes through \
@@ -447,6 +464,24 @@ impl<'a> Machine<'_, 'a> {
                 opcode => return Err(Error::UnknownOpcode { opcode, at: self.ctx.offset(self.at) }),
             }
         }
+    }
+
+    /// `BINPERSID` (and `PERSID` after pushing its string): replaces the persistent ID on top of the
+    /// stack by what the caller's resolver makes of it.
+    fn persistent_load(&mut self) -> Result<()> {
+        let pid = self.peek(0)?.clone();
+        let Some(resolve) = self.ctx.persistent.as_mut() else {
+            graph::release(pid);
+            return Err(self.unsupported(
+                "persistent IDs (PERSID/BINPERSID) are not supported: the pickle refers to objects stored outside it",
+            ));
+        };
+        let resolved = resolve(&pid);
+        graph::release(pid);
+        let v = resolved.map_err(|reason| self.fail(format!("persistent ID: {reason}")))?;
+        let old = self.replace(0, v)?;
+        graph::release(old);
+        Ok(())
     }
 
     // --- Reading arguments.
@@ -682,7 +717,7 @@ impl<'a> Machine<'_, 'a> {
         if let Some(advice) = allowlist::refusal(canonical, name) {
             return Err(Error::RefusedClass { module: module.to_owned(), name: name.to_owned(), advice, at });
         }
-        if allowlist::lookup(canonical, name).is_none() {
+        if allowlist::lookup(canonical, name).is_none() && !self.ctx.records {
             return Err(Error::UnsupportedClass { module: module.to_owned(), name: name.to_owned(), at });
         }
         self.allocate(CONTAINER_BYTES + (canonical.len() + name.len()) as u64)?;

@@ -558,3 +558,76 @@ fn real_gradient_boosting_with_random_state_and_losses() {
         assert!(v.attr("init_").unwrap().is_instance("sklearn.dummy", "DummyClassifier"), "{file}");
     }
 }
+
+#[test]
+fn persistent_ids_go_through_the_callers_resolver() {
+    // pickle: PROTO 2, MARK 'storage' GLOBAL torch.FloatStorage '0' TUPLE BINPERSID STOP
+    let bytes = b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000tQ.";
+    let limits = Limits::default();
+    // Without a resolver: refused.
+    let err = crate::loads(bytes, &limits).unwrap_err();
+    assert!(err.to_string().contains("persistent IDs"), "{err}");
+    let mut seen = Vec::new();
+    let mut resolve = |pid: &Value| -> std::result::Result<Value, String> {
+        seen.push(pid.clone());
+        match pid.as_seq().as_deref() {
+            Some([_, Value::Global(g), Value::Str(k)]) if g.name == "FloatStorage" && &**k == "0" => {
+                Ok(Value::Bytes(std::rc::Rc::from(vec![1u8, 2, 3])))
+            }
+            _ => Err("unknown key".to_owned()),
+        }
+    };
+    let opts = crate::Options { persistent_load: Some(&mut resolve), records: false };
+    let (v, used) = crate::load_prefix(bytes, &limits, opts).unwrap();
+    assert_eq!(v, Value::Bytes(std::rc::Rc::from(vec![1u8, 2, 3])));
+    assert_eq!(used, bytes.len());
+    assert_eq!(seen.len(), 1);
+    // The resolver's refusal is a load error at the opcode.
+    let other = b"\x80\x02(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x009tQ.";
+    let mut resolve = |_: &Value| -> std::result::Result<Value, String> { Err("no key 9".to_owned()) };
+    let opts = crate::Options { persistent_load: Some(&mut resolve), records: false };
+    let err = crate::load_prefix(other, &limits, opts).unwrap_err();
+    assert!(err.to_string().contains("no key 9"), "{err}");
+    // A storage class is a label: calling it is refused.
+    let call = b"\x80\x02ctorch\nFloatStorage\n)R.";
+    assert!(crate::loads(call, &limits).unwrap_err().to_string().contains("only a label"));
+}
+
+#[test]
+fn structural_records_are_opt_in_and_never_called() {
+    let limits = Limits::default();
+    let records = || crate::Options { persistent_load: None, records: true };
+    // pickle.dumps(Pipe(), 4) for `class Pipe` in __main__ with {'a': 1}: STACK_GLOBAL, EMPTY_TUPLE, NEWOBJ, BUILD.
+    let obj = b"\x80\x04\x8c\x08__main__\x94\x8c\x04Pipe\x94\x93\x94)\x81\x94}\x94\x8c\x01a\x94K\x01sb.";
+    // Off by default: the class is refused by name.
+    assert!(matches!(crate::loads(obj, &limits), Err(Error::UnsupportedClass { .. })));
+    let v = crate::loads_with(obj, &limits, records()).unwrap();
+    assert!(v.is_instance("__main__", "Pipe"));
+    assert_eq!(v.attr("a"), Some(Value::Int(1)));
+    // A bare reference to an unknown class stays an inert name.
+    let name = b"\x80\x04\x8c\x08__main__\x8c\x05Model\x93.";
+    let v = crate::loads_with(name, &limits, records()).unwrap();
+    assert!(matches!(&v, Value::Global(g) if g.name == "Model"));
+    // REDUCE of an unknown global (how an exploit calls os.system) is refused even with records.
+    let evil = b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.";
+    let e = crate::loads_with(evil, &limits, records()).unwrap_err();
+    assert!(matches!(&e, Error::UnsupportedClass { module, name, .. } if module == "os" && name == "system"), "{e}");
+    // So are INST and OBJ, and NEWOBJ with non-inert arguments.
+    assert!(matches!(crate::loads_with(b"(ios\nsystem\n.", &limits, records()), Err(Error::UnsupportedClass { .. })));
+    assert!(matches!(
+        crate::loads_with(b"\x80\x04(\x8c\x02os\x8c\x06system\x93o.", &limits, records()),
+        Err(Error::UnsupportedClass { .. })
+    ));
+    let nested = b"\x80\x04\x8c\x01m\x8c\x01A\x93]\x85\x81.";
+    assert!(crate::loads_with(nested, &limits, records()).unwrap_err().to_string().contains("arguments"));
+}
+
+#[test]
+fn an_ordered_dict_takes_only_a_metadata_build() {
+    // OrderedDict() REDUCE, then BUILD {'_metadata': {}} as a torch state_dict has it.
+    let ok_bytes = b"\x80\x02ccollections\nOrderedDict\n)R}X\t\x00\x00\x00_metadata}sb.";
+    assert!(matches!(load(ok_bytes), Ok(Value::Dict(_))));
+    // Any other attribute on a dict is refused.
+    let other = b"\x80\x02ccollections\nOrderedDict\n)R}X\x01\x00\x00\x00x}sb.";
+    assert!(err(other).contains("BUILD on a dict"));
+}

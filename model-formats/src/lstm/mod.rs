@@ -12,6 +12,9 @@
 //! - [`cpu`]: the served network on the CPU without candle (packed weights, fused gates), which
 //!   [`load_pytorch`] enables on the CPU; candle serves CUDA and trains.
 //! - [`import`]: the PyTorch import form (`config.json` + `model.safetensors`), validated at load.
+//! - [`torch_file`]: a `torch.save`d `state_dict` (`model.pt`), its architecture inferred from the
+//!   tensors, with `scaler.pkl` and `config.json`/`metadata.json` beside it.
+//! - [`pipeline`]: the notebook's whole pickled `LSTMPipeline`, read structurally.
 //! - [`device`]: [`DeviceChoice`] (`auto`, `cpu`, `cuda[:N]`) and its fallback to CPU.
 
 pub mod autoencoder;
@@ -19,8 +22,12 @@ pub mod cpu;
 pub mod device;
 pub mod import;
 pub mod layer;
+pub mod pipeline;
+pub mod torch_file;
 
 pub use autoencoder::{DecoderForm, LstmAutoencoder, LstmAutoencoderConfig, Scaler};
 pub use device::{DeviceChoice, ResolvedDevice};
 pub use import::{CONFIG_JSON, load_pytorch, save_pytorch};
 pub use layer::{Lstm, LstmConfig};
+pub use pipeline::LstmPipeline;
+pub use torch_file::load_torch;

@@ -1,6 +1,7 @@
 //! Fuzzes `ferroserve_pickle::loads` (the pickle interpreter, joblib's container and zlib/gzip
 //! decompression) and then every accessor the estimator readers call on what it returns, and the
-//! error's message and offset when it fails.
+//! error's message and offset when it fails; then `load_prefix` on the same bytes with a
+//! persistent-ID resolver and structural records.
 //!
 //! Run (see docs/pickle.md):
 //!     cd pickle/fuzz
@@ -8,7 +9,7 @@
 //!         -- -dict=pickle.dict -max_total_time=300
 #![no_main]
 
-use ferroserve_pickle::{Limits, Value, loads};
+use ferroserve_pickle::{Limits, Options, Value, load_prefix, loads};
 use libfuzzer_sys::fuzz_target;
 
 /// Production limits scaled down so that each input is cheap: an input that hits a limit exercises
@@ -71,6 +72,23 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             let _ = (e.to_string().len(), e.offset(), e.class_name());
+        }
+    }
+    // The same bytes with persistent IDs resolved (to the ID itself, or refused by its type) and
+    // structural records of unknown classes: the paths `ferroserve_formats::torch` uses.
+    let limits = limits();
+    let mut resolve = |pid: &Value| match pid {
+        Value::Tuple(_) | Value::Str(_) => Ok(pid.clone()),
+        other => Err(format!("a {}", other.type_name())),
+    };
+    let options = Options { persistent_load: Some(&mut resolve), records: data.first().is_some_and(|b| b & 1 == 1) };
+    match load_prefix(data, &limits, options) {
+        Ok((v, used)) => {
+            assert!(used <= data.len());
+            exercise(&v);
+        }
+        Err(e) => {
+            let _ = (e.to_string().len(), e.offset());
         }
     }
 });
