@@ -11,6 +11,10 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sklearn/latest")
 }
 
+fn golden_case(case: &str) -> Value {
+    golden(case)
+}
+
 fn golden(case: &str) -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join(format!("{case}.json"))).unwrap()).unwrap()
 }
@@ -274,5 +278,61 @@ async fn the_predictive_analytics_pipeline_serves_its_forecasts() {
         let v1_complete: Vec<Value> = complete.iter().flat_map(|&i| flat(&body["predictions"][i])).collect();
         assert_eq!(flat(&v2["outputs"][0]["data"]), v1_complete, "{case}: v1 = v2");
     }
+    server.stop().await;
+}
+
+/// The platform's LSTM artifacts in its own layouts: `lstm-autoencoder/v1/model.pt` + `scaler.pkl` (the MLOps
+/// ADR's), and the notebook's pickled `LSTMPipeline` as `lstm-predictor/model.pkl`, beside a single-file
+/// `anomaly-detector.pkl`, served from one repository with PyTorch's numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platforms_lstm_artifacts_serve_in_its_layouts() {
+    let torch = Path::new(env!("CARGO_MANIFEST_DIR")).join("../model-formats/tests/fixtures/torch");
+    let repo = tempfile::tempdir().unwrap();
+    let version = repo.path().join("lstm-autoencoder/v1");
+    std::fs::create_dir_all(&version).unwrap();
+    for file in ["model.pt", "scaler.pkl", "config.json", "metadata.json"] {
+        std::fs::copy(torch.join("documented/v1").join(file), version.join(file)).unwrap();
+    }
+    std::fs::create_dir_all(repo.path().join("lstm-predictor")).unwrap();
+    std::fs::copy(torch.join("lstm_pipeline/model.pkl"), repo.path().join("lstm-predictor/model.pkl")).unwrap();
+    std::fs::copy(fixtures().join("platform_anomaly_detector.model.pkl"), repo.path().join("anomaly-detector.pkl"))
+        .unwrap();
+    let server = Server::start(&["--model_repository", repo.path().to_str().unwrap()]).await;
+    let (_, listed) = server.get("/v1/models").await;
+    let mut names: Vec<String> = serde_json::from_value(listed["models"].clone()).unwrap();
+    names.sort();
+    assert_eq!(names, ["anomaly-detector", "lstm-autoencoder", "lstm-predictor"]);
+
+    // model.pt + scaler.pkl: the autoencoder, not the scaler.
+    let golden: Value = serde_json::from_slice(&std::fs::read(torch.join("documented/golden.json")).unwrap()).unwrap();
+    let (status, meta) = server.get("/v2/models/lstm-autoencoder").await;
+    assert_eq!(status, 200);
+    assert_eq!(meta["platform"], "ferroserve/lstm_autoencoder", "{meta}");
+    let shape = golden["input_shape"].clone();
+    let request = json!({"inputs": [{"name": "input-0", "shape": shape, "datatype": "FP32", "data": golden["input"]}],
+                         "outputs": [{"name": "reconstruction_error"}, {"name": "is_anomaly"}]});
+    let (status, body) = server.post("/v2/models/lstm-autoencoder/infer", &request).await;
+    assert_eq!(status, 200, "{body}");
+    for (g, w) in flat(&body["outputs"][0]["data"]).iter().zip(flat(&golden["reconstruction_error"])) {
+        let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+        assert!((g - w).abs() <= 1e-5 * w.abs().max(1.0), "{g} vs PyTorch {w}");
+    }
+    assert_eq!(body["outputs"][1]["data"], golden["is_anomaly"]);
+
+    // The notebook's LSTMPipeline: rows in, -1/1 out, as its predict; over v1 as the engine calls it.
+    let golden: Value =
+        serde_json::from_slice(&std::fs::read(torch.join("lstm_pipeline/golden.json")).unwrap()).unwrap();
+    let f = golden["X_shape"][1].as_u64().unwrap() as usize;
+    let x: Vec<f64> = serde_json::from_value(golden["X"].clone()).unwrap();
+    let rows: Vec<&[f64]> = x.chunks(f).collect();
+    let (status, body) = server.post("/v1/models/lstm-predictor:predict", &json!({"instances": rows})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(engine_decode(&body), serde_json::from_value::<Vec<i64>>(golden["predict"].clone()).unwrap());
+
+    // The single-file detector beside them.
+    let case = golden_case("platform_anomaly_detector");
+    let (status, body) = server.post("/v1/models/anomaly-detector:predict", &json!({"instances": case["X"]})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(engine_decode(&body), serde_json::from_value::<Vec<i64>>(case["outputs"]["predict"].clone()).unwrap());
     server.stop().await;
 }

@@ -145,7 +145,10 @@ impl Load {
     }
 
     /// Stops the load; returns each client's answering versions in order, after checking none failed.
+    /// The clients first run on for a moment, so that each one's last request was sent after the state the
+    /// caller just waited for (a request in flight across a swap is answered by the version it resolved).
     async fn stop(self) -> Vec<Vec<String>> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
         self.running.store(false, Ordering::Relaxed);
         let mut all = Vec::new();
         for task in self.tasks {
