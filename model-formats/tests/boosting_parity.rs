@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use ferroserve_formats::{Model, Tensor, TensorData, layout, load_model};
 use serde_json::Value;
 
+mod common;
+use common::{compare, float, rows};
+
 /// Float outputs: scikit-learn paths compute in float64 (1e-9); XGBoost and LightGBM sum in float32 or
 /// float64 as the library does, so they agree to its last bits. XGBoost's outputs are float32 values, for
 /// which 1e-9 relative is less than one ulp: they must be identical (they are, with glibc's `expf`/`logf`,
@@ -36,85 +39,9 @@ fn fixture_root() -> PathBuf {
     }
 }
 
-fn float(v: &Value) -> f64 {
-    match v {
-        Value::String(s) if s == "nan" => f64::NAN,
-        Value::String(s) if s == "inf" => f64::INFINITY,
-        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-        Value::Null => f64::NAN,
-        other => other.as_f64().unwrap_or_else(|| panic!("not a number: {other}")),
-    }
-}
-
-fn rows(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(float).collect()).collect()
-}
-
 fn request(x: &[Vec<f64>]) -> Vec<Tensor> {
     let f = x.first().map_or(0, Vec::len);
     vec![Tensor::new("input-0", vec![x.len(), f], TensorData::Fp64(x.iter().flatten().copied().collect())).unwrap()]
-}
-
-fn flatten(v: &Value) -> (Vec<Value>, Vec<usize>) {
-    let outer = v.as_array().unwrap();
-    // A list of `[N, c]` arrays, one per target (MultiOutputClassifier.predict_proba): served rows first,
-    // `[N, targets, c]`.
-    if let Some(Value::Array(first)) = outer.first()
-        && let Some(Value::Array(row)) = first.first()
-    {
-        let (k, n, c) = (outer.len(), first.len(), row.len());
-        let mut out = Vec::with_capacity(k * n * c);
-        for i in 0..n {
-            for target in outer {
-                out.extend(target[i].as_array().unwrap().iter().cloned());
-            }
-        }
-        return (out, vec![n, k, c]);
-    }
-    match outer.first() {
-        Some(Value::Array(inner)) => {
-            let cols = inner.len();
-            (outer.iter().flat_map(|r| r.as_array().unwrap().clone()).collect(), vec![outer.len(), cols])
-        }
-        _ => (outer.clone(), vec![outer.len()]),
-    }
-}
-
-fn close(got: f64, want: f64, (rel, abs): (f64, f64)) -> bool {
-    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= rel * want.abs().max(got.abs()) + abs
-}
-
-fn compare(what: &str, got: &Tensor, want: &Value, tol: (f64, f64)) {
-    let (want, shape) = flatten(want);
-    assert_eq!(got.shape, shape, "{what}: shape");
-    match &got.data {
-        TensorData::Fp64(g) => {
-            for (i, (g, w)) in g.iter().zip(&want).enumerate() {
-                let w = float(w);
-                assert!(close(*g, w, tol), "{what}[{i}]: {g:e} vs the library's {w:e}");
-            }
-        }
-        TensorData::Fp32(g) => {
-            for (i, (g, w)) in g.iter().zip(&want).enumerate() {
-                let w = float(w);
-                assert!(close(f64::from(*g), w, tol), "{what}[{i}]: {g:e} vs the library's {w:e}");
-            }
-        }
-        TensorData::Int64(g) => {
-            let w: Vec<i64> = want.iter().map(|v| v.as_i64().unwrap()).collect();
-            assert_eq!(g, &w, "{what}");
-        }
-        TensorData::Bool(g) => {
-            let w: Vec<bool> = want.iter().map(|v| v.as_bool().unwrap()).collect();
-            assert_eq!(g, &w, "{what}");
-        }
-        TensorData::Bytes(g) => {
-            let g: Vec<String> = g.iter().map(|b| String::from_utf8(b.clone()).unwrap()).collect();
-            let w: Vec<String> = want.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
-            assert_eq!(g, w, "{what}");
-        }
-        other => panic!("{what}: unexpected datatype {:?}", other.datatype()),
-    }
 }
 
 /// Whether `file` is a booster's native file, which has no `classes_`: its `predict` is the class index.

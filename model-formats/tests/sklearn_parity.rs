@@ -19,6 +19,9 @@ use ferroserve_formats::layout::ArtifactFiles;
 use ferroserve_formats::{DataType, Model, Tensor, TensorData, load_model};
 use serde_json::Value;
 
+mod common;
+use common::{compare, rows};
+
 const REL: f64 = 1e-9;
 const ABS: f64 = 1e-12;
 
@@ -51,19 +54,6 @@ fn sets(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn float(v: &Value) -> f64 {
-    match v {
-        Value::String(s) if s == "nan" => f64::NAN,
-        Value::String(s) if s == "inf" => f64::INFINITY,
-        Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
-        other => other.as_f64().unwrap_or_else(|| panic!("not a number: {other}")),
-    }
-}
-
-fn rows(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(float).collect()).collect()
-}
-
 /// The request: one [N, F] matrix, or (fitted on named columns) one column per feature, given in
 /// reverse order so that placement by name is exercised.
 fn request(case: &Value, x: &[Vec<f64>]) -> Vec<Tensor> {
@@ -83,55 +73,6 @@ fn request(case: &Value, x: &[Vec<f64>]) -> Vec<Tensor> {
             vec![Tensor::new("input-0", vec![n, f], TensorData::Fp64(x.iter().flatten().copied().collect())).unwrap()]
         }
     }
-}
-
-/// Flattens scikit-learn's output and returns its shape.
-fn flatten(v: &Value) -> (Vec<Value>, Vec<usize>) {
-    let outer = v.as_array().unwrap();
-    match outer.first() {
-        Some(Value::Array(inner)) => {
-            let cols = inner.len();
-            (outer.iter().flat_map(|r| r.as_array().unwrap().clone()).collect(), vec![outer.len(), cols])
-        }
-        _ => (outer.clone(), vec![outer.len()]),
-    }
-}
-
-fn close(got: f64, want: f64) -> bool {
-    (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= REL * want.abs().max(got.abs()) + ABS
-}
-
-/// Compares one output; returns the largest relative difference seen (0 for labels).
-fn compare(what: &str, got: &Tensor, want: &Value) -> f64 {
-    let (want, shape) = flatten(want);
-    assert_eq!(got.shape, shape, "{what}: shape");
-    let mut worst = 0.0f64;
-    match &got.data {
-        TensorData::Fp64(g) => {
-            for (i, (g, w)) in g.iter().zip(&want).enumerate() {
-                let w = float(w);
-                assert!(close(*g, w), "{what}[{i}]: {g:e} vs scikit-learn {w:e}");
-                if w != 0.0 && g.is_finite() {
-                    worst = worst.max((g - w).abs() / w.abs());
-                }
-            }
-        }
-        TensorData::Int64(g) => {
-            let w: Vec<i64> = want.iter().map(|v| v.as_i64().unwrap()).collect();
-            assert_eq!(g, &w, "{what}");
-        }
-        TensorData::Bool(g) => {
-            let w: Vec<bool> = want.iter().map(|v| v.as_bool().unwrap()).collect();
-            assert_eq!(g, &w, "{what}");
-        }
-        TensorData::Bytes(g) => {
-            let g: Vec<String> = g.iter().map(|b| String::from_utf8(b.clone()).unwrap()).collect();
-            let w: Vec<String> = want.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
-            assert_eq!(g, w, "{what}");
-        }
-        other => panic!("{what}: unexpected datatype {:?}", other.datatype()),
-    }
-    worst
 }
 
 fn check_signature(what: &str, model: &dyn Model, case: &Value) {
@@ -205,7 +146,7 @@ fn every_fixture_matches_scikit_learn() {
                 let got = model.infer(&request(&case, &x), &outputs).unwrap_or_else(|e| panic!("{what}: {e}"));
                 for (t, name) in got.iter().zip(&outputs) {
                     assert_eq!(&t.name, name);
-                    worst = worst.max(compare(&format!("{what} {name}"), t, &case["outputs"][name]));
+                    worst = worst.max(compare(&format!("{what} {name}"), t, &case["outputs"][name], (REL, ABS)));
                 }
                 // The default output is `predict` (or `transform`).
                 let default = model.infer(&request(&case, &x), &[]).unwrap();
@@ -217,7 +158,7 @@ fn every_fixture_matches_scikit_learn() {
                     Ok(got) => {
                         assert!(nan.get("outputs").is_some(), "{what}: NaN accepted but scikit-learn refuses it");
                         for (t, name) in got.iter().zip(&outputs) {
-                            compare(&format!("{what} NaN {name}"), t, &nan["outputs"][name]);
+                            compare(&format!("{what} NaN {name}"), t, &nan["outputs"][name], (REL, ABS));
                         }
                     }
                     Err(e) => {

@@ -54,6 +54,9 @@ pub struct ModelRef {
     pub model: String,
     /// The version asked for; `None` for the default (or the canary, for its share).
     pub version: Option<String>,
+    /// Whether the request is traffic, whose inputs feed drift and labels feedback; `false` for checks
+    /// ([`PROBE_HEADER`]).
+    pub observed: bool,
 }
 
 impl ModelRef {
@@ -63,7 +66,8 @@ impl ModelRef {
     /// 400 when the `x-model-version` header is repeated, empty or not text, or names another version
     /// than the path.
     pub fn new(model: String, path_version: Option<String>, headers: &HeaderMap) -> Result<Self, ApiError> {
-        Ok(ModelRef { model, version: requested_version(headers, path_version)? })
+        let observed = !headers.contains_key(PROBE_HEADER);
+        Ok(ModelRef { model, version: requested_version(headers, path_version)?, observed })
     }
 }
 
@@ -142,9 +146,6 @@ pub struct Inference {
     pub inputs: Vec<Tensor>,
     /// The outputs asked for, by name; empty for the model's default output.
     pub outputs: Vec<String>,
-    /// Whether the request is traffic (its inputs feed drift and its labels feedback); `false` for checks
-    /// ([`PROBE_HEADER`]).
-    pub observed: bool,
 }
 
 /// The accounting of one inference request: in flight until finished, then counted by status with
@@ -184,6 +185,7 @@ impl Account {
 #[derive(Debug, Clone)]
 pub struct Target {
     version: Arc<LoadedVersion>,
+    observed: bool,
     metrics: Arc<VersionMetrics>,
     feedback: Arc<Feedback>,
 }
@@ -199,7 +201,7 @@ impl Target {
         Span::current().record("version", version.name());
         let metrics = state.metrics().version(&model.model, &version);
         account.answered_by = Some(Arc::clone(&metrics));
-        Ok(Target { version, metrics, feedback: Arc::clone(state.feedback()) })
+        Ok(Target { version, observed: model.observed, metrics, feedback: Arc::clone(state.feedback()) })
     }
 
     /// The model's name.
@@ -210,6 +212,13 @@ impl Target {
     /// The version that answers.
     pub fn version(&self) -> &Arc<LoadedVersion> {
         &self.version
+    }
+
+    /// Names the version that answered in the response's `x-model-version` header.
+    pub fn name_version(&self, response: &mut axum::response::Response) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(self.version.name()) {
+            response.headers_mut().insert(axum::http::HeaderName::from_static(MODEL_VERSION_HEADER), v);
+        }
     }
 
     /// The version's request-path metric handles (the front-ends time their decoding and encoding).
@@ -227,7 +236,8 @@ impl Target {
     /// # Errors
     /// [`ApiError::Input`] when the inputs do not fit the model; a 500 when the model fails or panics.
     pub async fn infer(&self, request: Inference) -> Result<Vec<Tensor>, ApiError> {
-        let Inference { id, inputs, outputs, observed } = request;
+        let Inference { id, inputs, outputs } = request;
+        let observed = self.observed;
         if observed && let Some(drift) = self.version.drift() {
             drift.record(&inputs);
         }

@@ -18,7 +18,7 @@ use tracing::{debug, field, instrument};
 
 use super::RawBody;
 use crate::api_error::ApiError;
-use crate::inference::{Account, Inference, MODEL_VERSION_HEADER, ModelRef, Target, run_sized};
+use crate::inference::{Account, Inference, ModelRef, Target, run_sized};
 use crate::protocol::v2::binary::{self, HEADER_CONTENT_LENGTH};
 use crate::protocol::v2::{BinaryOutputs, InferRequest, InferResponse, InferTensor, ResponseBody};
 use crate::state::AppState;
@@ -48,13 +48,11 @@ async fn answer(
     let target = Target::resolve(state, model, account)?;
     let inline = body.len() <= state.limits().inline_body_bytes;
     let t = target.clone();
-    let observed = !headers.contains_key(crate::inference::PROBE_HEADER);
-    let (mut request, binary_outputs) = run_sized(inline, move || decode(&t, &body, json_len)).await??;
-    request.observed = observed;
+    let (request, binary_outputs) = run_sized(inline, move || decode(&t, &body, json_len)).await??;
     let id = request.id.clone();
     let tensors = target.infer(request).await?;
-    let answered = HeaderValue::from_str(target.version().name()).ok();
-    let encoded = run_sized(inline, move || encode(&target, id, tensors, &binary_outputs)).await??;
+    let t = target.clone();
+    let encoded = run_sized(inline, move || encode(&t, id, tensors, &binary_outputs)).await??;
     let mut response = match encoded {
         ResponseBody { bytes, json_len: None } => {
             ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
@@ -68,9 +66,7 @@ async fn answer(
         )
             .into_response(),
     };
-    if let Some(v) = answered {
-        response.headers_mut().insert(HeaderName::from_static(MODEL_VERSION_HEADER), v);
-    }
+    target.name_version(&mut response);
     Ok(response)
 }
 
@@ -107,7 +103,7 @@ fn decode(target: &Target, body: &[u8], json_len: Option<usize>) -> Result<(Infe
     let inputs = request.inputs.into_iter().map(Tensor::try_from).collect::<Result<Vec<_>, _>>()?;
     let outputs = request.outputs.into_iter().map(|o| o.name).collect();
     target.metrics().preprocess.observe(started.elapsed().as_secs_f64());
-    Ok((Inference { id: request.id, inputs, outputs, observed: true }, binary_outputs))
+    Ok((Inference { id: request.id, inputs, outputs }, binary_outputs))
 }
 
 /// Writes the response body naming the model and the version that answered.

@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{Span, field, instrument};
 
 use super::{ModelPath, RawBody};
 use crate::api_error::ApiError;
-use crate::inference::{Account, Inference, MODEL_VERSION_HEADER, ModelRef, Purpose, Target, resolve, run_sized};
+use crate::inference::{Account, Inference, ModelRef, Purpose, Target, resolve, run_sized};
 use crate::protocol::v1::{ModelReadyResponse, ModelsResponse, PredictRequest, PredictResponse};
 use crate::state::AppState;
 
@@ -67,7 +67,7 @@ pub(crate) async fn post(
     match verb {
         "predict" => {
             let mut account = Account::open(&state);
-            let result = predict(&state, &model, &headers, body, &mut account).await;
+            let result = predict(&state, &model, body, &mut account).await;
             account.finish(&state, &model.model, &result);
             result
         }
@@ -93,7 +93,6 @@ fn split_verb(target: &str) -> Option<(&str, &str)> {
 async fn predict(
     state: &AppState,
     model: &ModelRef,
-    headers: &HeaderMap,
     RawBody(body): RawBody,
     account: &mut Account,
 ) -> Result<Response, ApiError> {
@@ -102,16 +101,12 @@ async fn predict(
     let proba =
         state.predict_proba() && target.version().model().signature().outputs.iter().any(|o| o.name == PREDICT_PROBA);
     let t = target.clone();
-    let observed = !headers.contains_key(crate::inference::PROBE_HEADER);
-    let mut request = run_sized(inline, move || decode(&t, &body, proba)).await??;
-    request.observed = observed;
+    let request = run_sized(inline, move || decode(&t, &body, proba)).await??;
     let tensors = target.infer(request).await?;
-    let answered = HeaderValue::from_str(target.version().name()).ok();
-    let bytes = run_sized(inline, move || encode(&target, &tensors)).await??;
+    let t = target.clone();
+    let bytes = run_sized(inline, move || encode(&t, &tensors)).await??;
     let mut response = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response();
-    if let Some(v) = answered {
-        response.headers_mut().insert(HeaderName::from_static(MODEL_VERSION_HEADER), v);
-    }
+    target.name_version(&mut response);
     Ok(response)
 }
 
@@ -123,7 +118,7 @@ fn decode(target: &Target, body: &[u8], proba: bool) -> Result<Inference, ApiErr
     let tensor = request.instances.into_tensor(inputs).map_err(|e| ApiError::BadRequest(e.0))?;
     target.metrics().preprocess.observe(started.elapsed().as_secs_f64());
     let outputs = if proba { vec![PREDICT_PROBA.to_owned()] } else { Vec::new() };
-    Ok(Inference { id: request.id, inputs: vec![tensor], outputs, observed: true })
+    Ok(Inference { id: request.id, inputs: vec![tensor], outputs })
 }
 
 /// `{"predictions": ...}` from the one output.
