@@ -42,6 +42,22 @@ impl Signature {
         self.outputs.first().map(|o| o.name.as_str())
     }
 
+    /// Whether requests written for `other` fit this signature too: the same input names, datatypes and
+    /// shapes, so that two versions can share traffic (a canary, a new default) without a client seeing a 400.
+    ///
+    /// # Errors
+    /// What differs, in words.
+    pub fn same_inputs(&self, other: &Signature) -> Result<(), String> {
+        let show = |s: &Signature| {
+            s.inputs.iter().map(|i| format!("{} {} {:?}", i.name, i.datatype, i.shape)).collect::<Vec<_>>().join(", ")
+        };
+        if self.inputs == other.inputs {
+            Ok(())
+        } else {
+            Err(format!("inputs [{}] differ from [{}]", show(self), show(other)))
+        }
+    }
+
     /// Checks that every requested output exists.
     ///
     /// # Errors

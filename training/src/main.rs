@@ -333,6 +333,7 @@ fn edit_serving(
     let (versions, before) = serving_state(dir)?;
     let mut after = before.clone();
     let note = edit(&mut after, &versions).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    check_inputs(dir, &versions, &before, &after)?;
     let path = after.write(dir)?;
     let show = |c: &ServingConfig| {
         if *c == ServingConfig::default() { "(none)".to_owned() } else { serde_json::to_string(c).unwrap_or_default() }
@@ -340,6 +341,47 @@ fn edit_serving(
     let note = if note.is_empty() { String::new() } else { format!(" ({note})") };
     println!("{}: {} -> {}{note}", path.display(), show(&before), show(&after));
     Ok(())
+}
+
+/// Refuses an edit that would make versions with other inputs share traffic: a canary beside the default, or
+/// a new default after the one serving now. Versions that cannot be loaded are left to the server, which
+/// never serves them.
+fn check_inputs(
+    dir: &Path,
+    versions: &[VersionDir],
+    before: &ServingConfig,
+    after: &ServingConfig,
+) -> anyhow::Result<()> {
+    let highest = versions.last().map(|v| v.name.clone());
+    let default_before = before.default.clone().or_else(|| highest.clone());
+    let default_after = after.default.clone().or(highest);
+    let mut pairs = Vec::new();
+    if let (Some(c), Some(d)) = (&after.canary, &default_after) {
+        pairs.push((c.version.clone(), d.clone(), "the canary"));
+    }
+    if let (Some(new), Some(old)) = (&default_after, &default_before)
+        && !ferroserve_formats::serving::same_version(new, old)
+    {
+        pairs.push((new.clone(), old.clone(), "the new default"));
+    }
+    for (candidate, serving, role) in pairs {
+        let (Some(a), Some(b)) = (signature(versions, &candidate), signature(versions, &serving)) else { continue };
+        if let Err(why) = a.same_inputs(&b) {
+            bail!(
+                "{}: {role} `{candidate}` cannot share traffic with `{serving}`: its {why}; requests written for \
+                 `{serving}` would fail — serve it under another model name",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The signature of version `name`, when it loads.
+fn signature(versions: &[VersionDir], name: &str) -> Option<ferroserve_formats::Signature> {
+    let dir = versions.iter().find(|v| ferroserve_formats::serving::same_version(&v.name, name))?;
+    let files = layout::find_artifact(&dir.path).ok()??;
+    Some(ferroserve_formats::load_model(&files).ok()?.signature().clone())
 }
 
 fn show_serving(dir: &Path) -> anyhow::Result<()> {

@@ -278,7 +278,21 @@ impl ModelSnapshot {
             }),
         };
         let canary = serving.as_ref().and_then(|s| s.canary.as_ref()).and_then(|c| match find(&c.version) {
-            Some(i) if i != default && c.percent > 0 => Some((i, c.percent)),
+            // A canary that takes other inputs than the default would fail its share of unchanged requests.
+            Some(i) if i != default && c.percent > 0 => match versions[i]
+                .model
+                .signature()
+                .same_inputs(versions[default].model.signature())
+            {
+                Ok(()) => Some((i, c.percent)),
+                Err(why) => {
+                    serving_notes.push(format!(
+                        "serving.json's canary `{}` is refused: its {why} of the default `{}`; the default takes all traffic",
+                        c.version, versions[default].name
+                    ));
+                    None
+                }
+            },
             Some(_) => None,
             None => {
                 serving_notes.push(format!(
@@ -882,6 +896,44 @@ fn check_dir(flag: &'static str, dir: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-tree IsolationForest over `features` columns.
+    fn detector(features: usize) -> Arc<dyn Model> {
+        use ferroserve_formats::tree::{DecisionTree, IsolationForest, IsolationForestParams};
+        let tree = DecisionTree {
+            children_left: vec![1, -1, -1],
+            children_right: vec![2, -1, -1],
+            feature: vec![0, -2, -2],
+            threshold: vec![0.5, -2.0, -2.0],
+            n_node_samples: vec![4, 3, 1],
+        };
+        let params = IsolationForestParams::with_max_samples(4);
+        Arc::new(IsolationForest::new(params, features, None, vec![tree], vec![vec![0]]).unwrap())
+    }
+
+    #[test]
+    fn a_canary_with_other_inputs_takes_no_traffic() {
+        let serving = |canary: &str| ServingConfig {
+            default: Some("v1".into()),
+            canary: Some(ferroserve_formats::serving::Canary { version: canary.into(), percent: 50 }),
+        };
+        let versions = vec![
+            Arc::new(LoadedVersion::new("v1", detector(2))),
+            Arc::new(LoadedVersion::new("v2", detector(2))),
+            Arc::new(LoadedVersion::new("v3", detector(3))),
+        ];
+        let outcome =
+            |canary: &str| Outcome { versions: versions.clone(), serving: Some(serving(canary)), ..Outcome::default() };
+        let ok = ModelSnapshot::build("m", outcome("v2"));
+        assert_eq!(ok.canary().map(|(v, p)| (v.name().to_owned(), p)), Some(("v2".to_owned(), 50)));
+        let refused = ModelSnapshot::build("m", outcome("v3"));
+        assert!(refused.canary().is_none(), "a canary with 3 inputs beside a default with 2");
+        assert_eq!(refused.default_version().unwrap().name(), "v1");
+        assert!(refused.serving_notes()[0].contains("canary `v3` is refused"), "{:?}", refused.serving_notes());
+        for _ in 0..10 {
+            assert_eq!(refused.resolve(None).unwrap().name(), "v1");
+        }
+    }
 
     #[test]
     fn missing_roots_are_config_errors() {

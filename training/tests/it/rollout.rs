@@ -127,3 +127,46 @@ fn reference_writes_the_training_distribution_beside_a_model() {
     let err = fails(&["reference", "--data", csv.to_str().unwrap(), "--model-dir", "/nonexistent/model"]);
     assert!(err.contains("is not a folder"), "{err}");
 }
+
+/// A one-tree IsolationForest over `features` columns, saved as version folder `dir`.
+fn detector(dir: &Path, features: usize) {
+    use ferroserve_formats::NativeModel;
+    use ferroserve_formats::tree::{DecisionTree, IsolationForest, IsolationForestParams};
+    let tree = DecisionTree {
+        children_left: vec![1, -1, -1],
+        children_right: vec![2, -1, -1],
+        feature: vec![0, -2, -2],
+        threshold: vec![0.5, -2.0, -2.0],
+        n_node_samples: vec![4, 3, 1],
+    };
+    let params = IsolationForestParams::with_max_samples(4);
+    let forest = IsolationForest::new(params, features, None, vec![tree], vec![vec![0]]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    NativeModel::IsolationForest(forest).save(dir).unwrap();
+}
+
+/// A version that takes other inputs cannot share traffic with the one serving: requests written for it
+/// would fail. `canary` and `promote` refuse it and leave serving.json as it was.
+#[test]
+fn versions_with_other_inputs_never_share_traffic() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let d = dir.to_str().unwrap();
+    detector(&dir.join("v1"), 2);
+    detector(&dir.join("v2"), 2);
+    detector(&dir.join("v3"), 3);
+    let err = fails(&["canary", "--model-dir", d, "--version", "v3", "--percent", "10"]);
+    assert!(err.contains("the canary `v3` cannot share traffic with `v2`"), "{err}");
+    assert!(err.contains("[N") || err.contains("input-0"), "the message shows the inputs: {err}");
+    assert_eq!(serving(dir), None, "nothing written");
+    // Two versions with the same inputs: fine.
+    std::fs::remove_dir_all(dir.join("v3")).unwrap();
+    let out = ok(&["canary", "--model-dir", d, "--version", "v2", "--percent", "10"]);
+    assert!(out.contains(r#""canary":{"version":"v2","percent":10}"#), "{out}");
+    // Promoting a version with other inputs over the default is refused too.
+    detector(&dir.join("v4"), 3);
+    let before = serving(dir);
+    let err = fails(&["promote", "--model-dir", d, "--version", "v4"]);
+    assert!(err.contains("the new default `v4` cannot share traffic with `v1`"), "{err}");
+    assert_eq!(serving(dir), before, "serving.json unchanged");
+}
