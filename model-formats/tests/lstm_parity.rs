@@ -15,6 +15,8 @@ use ferroserve_formats::lstm::{DeviceChoice, load_pytorch};
 use ferroserve_formats::{DataType, Tensor, TensorData, load_model};
 use serde::Deserialize;
 
+mod common;
+
 const TOLERANCE: f64 = 1e-5;
 
 #[derive(Deserialize)]
@@ -33,11 +35,7 @@ fn fixture(name: &str) -> (PathBuf, Golden) {
 }
 
 fn assert_close(what: &str, got: impl IntoIterator<Item = f64>, want: impl IntoIterator<Item = f64>) {
-    let (got, want): (Vec<f64>, Vec<f64>) = (got.into_iter().collect(), want.into_iter().collect());
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs().max(1.0)).fold(0.0, f64::max);
-    eprintln!("{what}: worst relative difference {worst:e}");
-    assert!(worst <= TOLERANCE, "{what}: worst difference {worst:e} exceeds {TOLERANCE:e}");
+    common::assert_close(what, got, want, TOLERANCE);
 }
 
 /// Which implementation computes: the CPU kernel (what serves on the CPU) or candle (CUDA, training).

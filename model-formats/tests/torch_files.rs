@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use ferroserve_formats::layout::{ArtifactFiles, find_artifact};
 use ferroserve_formats::{Error, Tensor, TensorData, load_model};
 use serde::Deserialize;
+
+mod common;
 use sha2::{Digest, Sha256};
 
 const TOLERANCE: f64 = 1e-5;
@@ -42,11 +44,7 @@ fn copy_version(case: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn assert_close(what: &str, got: impl IntoIterator<Item = f64>, want: impl IntoIterator<Item = f64>) {
-    let (got, want): (Vec<f64>, Vec<f64>) = (got.into_iter().collect(), want.into_iter().collect());
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs().max(1.0)).fold(0.0, f64::max);
-    eprintln!("{what}: worst relative difference {worst:e}");
-    assert!(worst <= TOLERANCE, "{what}: worst difference {worst:e} exceeds {TOLERANCE:e}");
+    common::assert_close(what, got, want, TOLERANCE);
 }
 
 fn check(case: &str) {

@@ -87,3 +87,18 @@ pub fn compare(what: &str, got: &Tensor, want: &Value, tol: (f64, f64)) -> f64 {
     }
     worst
 }
+
+/// Asserts that `got` and `want` agree within `tolerance`, relative to `max(|want|, 1)`, and prints the worst
+/// difference (the LSTM parity tests' measure).
+pub fn assert_close(
+    what: &str,
+    got: impl IntoIterator<Item = f64>,
+    want: impl IntoIterator<Item = f64>,
+    tolerance: f64,
+) {
+    let (got, want): (Vec<f64>, Vec<f64>) = (got.into_iter().collect(), want.into_iter().collect());
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs() / w.abs().max(1.0)).fold(0.0, f64::max);
+    eprintln!("{what}: worst relative difference {worst:e}");
+    assert!(worst <= tolerance, "{what}: worst difference {worst:e} exceeds {tolerance:e}");
+}
