@@ -74,9 +74,17 @@ impl NativeModel {
     /// [`Error::UnsupportedFormat`], [`Error::Safetensors`], [`Error::MissingTensor`],
     /// [`Error::BadTensor`], [`Error::InvalidModel`].
     pub fn load(dir: &Path) -> Result<NativeModel> {
+        Self::load_with(dir, crate::files::DEFAULT_MAX_MODEL_BYTES)
+    }
+
+    /// [`NativeModel::load`] reading a `model.safetensors` of at most `max_bytes`.
+    ///
+    /// # Errors
+    /// As [`NativeModel::load`]; [`Error::TooLarge`] over the limit.
+    pub fn load_with(dir: &Path, max_bytes: u64) -> Result<NativeModel> {
         let manifest = Manifest::read(&dir.join(MODEL_JSON))?;
         let path = dir.join(MODEL_SAFETENSORS);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = crate::files::read(&path, max_bytes, crate::files::MAX_MODEL_BYTES)?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| Error::Safetensors { path: path.clone(), message: e.to_string() })?;
         let reader = TensorReader { st: &st, path: &path };
@@ -126,12 +134,44 @@ pub fn load_model(files: &ArtifactFiles) -> Result<Arc<dyn Model>> {
     load_model_with(files, &LoadOptions::default())
 }
 
-/// How models are loaded: today, the device of the models that run on one (the LSTM autoencoder).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How models are loaded: the device of the models that run on one (the LSTM autoencoder), and the
+/// limit on what one load may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Where candle models run; `auto` (the default) probes CUDA and falls back to the CPU. Resolve it
     /// once with [`crate::lstm::DeviceChoice::resolve`] and pass the result, so loads do not probe again.
     pub device: crate::lstm::DeviceChoice,
+    /// The largest model file read, and the most a compressed one may decompress to
+    /// ([`crate::files::DEFAULT_MAX_MODEL_BYTES`] by default; the server's `--max_model_bytes`).
+    pub max_model_bytes: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: crate::lstm::DeviceChoice::default(),
+            max_model_bytes: crate::files::DEFAULT_MAX_MODEL_BYTES,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The pickle interpreter's limits for these options: files and decompressed streams up to
+    /// `max_model_bytes`, and at most twice that built from them (strings, arrays, containers).
+    pub fn pickle_limits(&self) -> crate::pickle::Limits {
+        let m = self.max_model_bytes;
+        crate::pickle::Limits {
+            max_file_bytes: m,
+            max_decompressed_bytes: m,
+            max_alloc_bytes: m.saturating_mul(2),
+            ..crate::pickle::Limits::default()
+        }
+    }
+
+    /// The XGBoost reader's limits for these options (files up to `max_model_bytes`).
+    pub fn xgboost_limits(&self) -> crate::xgboost::Limits {
+        crate::xgboost::Limits { max_bytes: self.max_model_bytes, ..crate::xgboost::Limits::default() }
+    }
 }
 
 /// [`load_model`] with explicit [`LoadOptions`]; a PyTorch import folder (`config.json` +
@@ -141,23 +181,25 @@ pub struct LoadOptions {
 /// As [`load_model`], and [`crate::lstm::load_pytorch`]'s errors.
 pub fn load_model_with(files: &ArtifactFiles, options: &LoadOptions) -> Result<Arc<dyn Model>> {
     match files {
-        ArtifactFiles::Native { dir } => Ok(NativeModel::load(dir)?.into_model()),
-        ArtifactFiles::PyTorch { dir } => Ok(Arc::new(crate::lstm::load_pytorch(dir, options.device)?)),
-        ArtifactFiles::LightGbm { file } => Ok(Arc::new(crate::lightgbm::load_file(file)?)),
-        ArtifactFiles::Torch { file } => Ok(Arc::new(crate::lstm::load_torch(file, options.device)?)),
+        ArtifactFiles::Native { dir } => Ok(NativeModel::load_with(dir, options.max_model_bytes)?.into_model()),
+        ArtifactFiles::PyTorch { dir } => Ok(Arc::new(crate::lstm::load_pytorch_with(dir, options)?)),
+        ArtifactFiles::LightGbm { file } => Ok(Arc::new(crate::lightgbm::load_file(file, options.max_model_bytes)?)),
+        ArtifactFiles::Torch { file } => Ok(Arc::new(crate::lstm::load_torch(file, options)?)),
         // A single model file (a mount named after the storageUri, not the file) that is a torch.save file.
         ArtifactFiles::Pickle { file } if crate::torch::is_torch_file(file) => {
-            Ok(Arc::new(crate::lstm::torch_file::load_torch_with(file, options.device, false)?))
+            Ok(Arc::new(crate::lstm::torch_file::load_torch_with(file, options, false)?))
         }
         ArtifactFiles::Pickle { file } => {
-            let limits = crate::pickle::Limits::default();
+            let limits = options.pickle_limits();
             match crate::pickle::load_file(file, &limits) {
                 Ok(value) => crate::sklearn::from_value(&value, file),
                 Err(e @ Error::UnsupportedClass { .. }) => load_structural(file, &limits, options).unwrap_or(Err(e)),
                 Err(e) => Err(e),
             }
         }
-        ArtifactFiles::XGBoost { file } => Ok(Arc::new(crate::xgboost::XGBoostModel::load(file)?)),
+        ArtifactFiles::XGBoost { file } => {
+            Ok(Arc::new(crate::xgboost::XGBoostModel::load_with(file, &options.xgboost_limits())?))
+        }
     }
 }
 
@@ -169,7 +211,7 @@ fn load_structural(
     limits: &crate::pickle::Limits,
     options: &LoadOptions,
 ) -> Option<Result<Arc<dyn Model>>> {
-    let bytes = std::fs::read(file).ok()?;
+    let bytes = crate::files::read(file, limits.max_file_bytes, crate::files::MAX_MODEL_BYTES).ok()?;
     let opts = ferroserve_pickle::Options { persistent_load: None, records: true };
     let value = ferroserve_pickle::loads_with(&bytes, limits, opts).ok()?;
     if crate::lstm::pipeline::is_pipeline(&value) {

@@ -56,6 +56,27 @@ pub enum Error {
         /// What the file holds.
         found: String,
     },
+    /// A model file is not a regular file (a FIFO, a device, a socket, a folder), after following
+    /// symlinks: it is refused without being read.
+    #[error("{}: is {kind}, not a regular file; model files must be regular files", path.display())]
+    NotRegularFile {
+        /// The path as named (before following symlinks).
+        path: PathBuf,
+        /// What it is instead (`a FIFO (named pipe)`, `a character device`, …).
+        kind: &'static str,
+    },
+    /// A file is larger than the limit that applies to it; nothing past the limit was read.
+    #[error("{}: {}, over the limit {limit_name} = {limit} bytes", path.display(), size.map_or_else(|| "the file grew while it was read".to_owned(), |s| format!("the file is {s} bytes")))]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size as announced, when known before reading.
+        size: Option<u64>,
+        /// The limit.
+        limit: u64,
+        /// The limit's name (`max_model_bytes`, the server's flag `--max_model_bytes`).
+        limit_name: &'static str,
+    },
     /// The artifact's content is inconsistent (a child index out of range, a cycle, a wrong count).
     #[error("{}: invalid model: {reason}", path.display())]
     InvalidModel {

@@ -130,6 +130,34 @@ fn read_dir_names(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
+/// Whether `path` exists (after following symlinks) and is not a folder. Artifact files are picked by
+/// name with this, not by "is a regular file", so that a FIFO or a device under a model file's name
+/// fails to load with [`Error::NotRegularFile`] saying so, instead of being passed over in silence.
+fn not_dir(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_dir())
+}
+
+/// Checks that every visible entry of folder `dir` (or `dir` itself, when it is a file) resolves inside
+/// `root` after following symlinks. A dangling symlink is left for the loader (it cannot be read).
+///
+/// # Errors
+/// [`Error::PathEscape`] naming the first entry that leaves `root`; [`Error::Io`] when `root` or `dir`
+/// cannot be read.
+pub fn ensure_contents_within(root: &Path, dir: &Path) -> Result<()> {
+    let real_root = root.canonicalize().map_err(|e| Error::io(root, e))?;
+    let inside = |path: &Path| path.canonicalize().map_or(true, |real| real.starts_with(&real_root));
+    if !inside(dir) {
+        return Err(Error::PathEscape { path: dir.to_path_buf() });
+    }
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    match read_dir_names(dir)?.into_iter().find(|(_, path)| !inside(path)) {
+        Some((_, path)) => Err(Error::PathEscape { path }),
+        None => Ok(()),
+    }
+}
+
 /// Checks that `path` (after following symlinks) stays inside `root`.
 ///
 /// # Errors
@@ -154,7 +182,7 @@ pub fn ensure_within(root: &Path, path: &Path) -> Result<PathBuf> {
 /// model); [`Error::Io`].
 pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let names = read_dir_names(dir)?;
-    let file = |name: &str| names.iter().find(|(n, p)| n == name && p.is_file()).map(|(_, p)| p);
+    let file = |name: &str| names.iter().find(|(n, p)| n == name && not_dir(p)).map(|(_, p)| p);
     let json = file(MODEL_JSON);
     let xgboost_json = match json {
         Some(p) => crate::xgboost::is_model_json(p)?,
@@ -171,7 +199,7 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let pickles: Vec<&PathBuf> = names
         .iter()
         .filter(|(n, p)| {
-            p.is_file()
+            not_dir(p)
                 && Path::new(n).extension().and_then(|e| e.to_str()).is_some_and(|e| PICKLE_EXTENSIONS.contains(&e))
         })
         .map(|(_, p)| p)
@@ -179,7 +207,7 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let torch: Vec<&PathBuf> = names
         .iter()
         .filter(|(n, p)| {
-            p.is_file()
+            not_dir(p)
                 && Path::new(n).extension().and_then(|e| e.to_str()).is_some_and(|e| TORCH_EXTENSIONS.contains(&e))
         })
         .map(|(_, p)| p)
@@ -191,7 +219,7 @@ pub fn find_artifact(dir: &Path) -> Result<Option<ArtifactFiles>> {
     let lightgbm: Vec<&PathBuf> = names
         .iter()
         .filter(|(n, p)| {
-            crate::lightgbm::FILE_NAMES.contains(&n.as_str()) && p.is_file() && crate::lightgbm::is_text_model_file(p)
+            crate::lightgbm::FILE_NAMES.contains(&n.as_str()) && not_dir(p) && crate::lightgbm::is_text_model_file(p)
         })
         .map(|(_, p)| p)
         .collect();

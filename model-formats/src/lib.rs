@@ -20,12 +20,14 @@
 //! - [`lightgbm`]: LightGBM text models (native `model.txt` / `model.bst`, and the booster inside a
 //!   pickled scikit-learn wrapper).
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
+//! - [`files`]: opening model files (regular files only, never blocking, within a size limit).
 //! - [`error`]: the crate's [`Error`].
 #![warn(missing_docs)]
 
 pub mod artifact;
 pub mod drift;
 pub mod error;
+pub mod files;
 pub mod layout;
 pub mod lightgbm;
 pub mod lstm;

@@ -62,7 +62,7 @@ impl Manifest {
     /// # Errors
     /// [`Error::Io`], [`Error::Json`], or [`Error::UnsupportedFormat`] naming the field.
     pub fn read(path: &Path) -> Result<Manifest> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_side_file(path)?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.into(), source })?;
         let field = |name: &str| value.get(name).cloned().unwrap_or(serde_json::Value::Null);

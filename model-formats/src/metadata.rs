@@ -193,9 +193,9 @@ impl ModelMetadata {
     /// Reads `metadata.json`.
     ///
     /// # Errors
-    /// [`Error::Io`] or [`Error::Json`] naming the file.
+    /// [`crate::files::read_side_file`]'s errors, or [`Error::Json`], naming the file.
     pub fn read(path: &Path) -> Result<ModelMetadata> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_side_file(path)?;
         serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.into(), source })
     }
 

@@ -33,12 +33,15 @@ pub use ferroserve_pickle::{
 };
 
 /// Reads a pickle or joblib file into a [`Value`], never executing anything from it
-/// ([`ferroserve_pickle::load_file`]).
+/// ([`ferroserve_pickle::load_reader`] over [`crate::files::open_limited`]: a regular file, of at most
+/// `limits.max_file_bytes`, decompressed as it is read).
 ///
 /// # Errors
-/// [`Error::pickle`](crate::Error::pickle)'s conversion of the interpreter's error, naming `path`.
+/// [`crate::files::open_limited`]'s errors; [`Error::pickle`](crate::Error::pickle)'s conversion of the
+/// interpreter's error, naming `path`.
 pub fn load_file(path: &Path, limits: &Limits) -> crate::Result<Value> {
-    ferroserve_pickle::load_file(path, limits).map_err(|e| crate::Error::pickle(path, e))
+    let (reader, _) = crate::files::open_limited(path, limits.max_file_bytes, crate::files::MAX_MODEL_BYTES)?;
+    ferroserve_pickle::load_reader(reader, limits).map_err(|e| crate::Error::pickle(path, e))
 }
 
 /// Interprets the bytes of a pickle or joblib file ([`ferroserve_pickle::loads`]);

@@ -58,14 +58,15 @@ impl ServingConfig {
     /// Reads `dir/serving.json`; `None` when there is none.
     ///
     /// # Errors
-    /// [`Error::Io`]; [`Error::InvalidModel`] for malformed JSON, unknown keys, a percent over 100, an
+    /// [`Error::Io`], [`Error::NotRegularFile`], [`Error::TooLarge`] ([`crate::files::read_side_file`]);
+    /// [`Error::InvalidModel`] for malformed JSON, unknown keys, a percent over 100, an
     /// empty version name or a canary that is the default.
     pub fn read(dir: &Path) -> Result<Option<ServingConfig>> {
         let path = dir.join(SERVING_JSON);
-        let bytes = match fs::read(&path) {
+        let bytes = match crate::files::read_side_file(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
         let config: ServingConfig = serde_json::from_slice(&bytes).map_err(|e| invalid(&path, e.to_string()))?;
         config.validate().map_err(|reason| invalid(&path, reason))?;

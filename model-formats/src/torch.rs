@@ -29,16 +29,8 @@ const LEGACY_PROTOCOL: i64 = 1001;
 
 /// Whether the file starts as a `torch.save` file does (zip or legacy magic), as `torch.load` tells them.
 pub fn is_torch_file(path: &Path) -> bool {
-    let mut head = [0u8; 15];
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    head[..n].starts_with(ZIP_MAGIC) || head[..n].starts_with(LEGACY_MAGIC)
+    let Ok(head) = crate::files::read_prefix(path, LEGACY_MAGIC.len()) else { return false };
+    head.starts_with(ZIP_MAGIC) || head.starts_with(LEGACY_MAGIC)
 }
 
 /// One tensor of a `state_dict`, as f32 in row-major order.
@@ -139,16 +131,7 @@ fn storage_ref(g: &Global, key: &str) -> Value {
 /// TorchScript, a storage out of bounds, big-endian data, …); [`Error::UnsupportedClass`] and
 /// [`Error::PickleRead`] from the interpreter.
 pub fn read_state_dict_file(path: &Path, limits: &Limits) -> Result<StateDict> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if size > limits.max_file_bytes {
-        return Err(Error::Pickle {
-            path: path.to_path_buf(),
-            reason: format!("the file is {size} bytes, over the limit max_file_bytes = {}", limits.max_file_bytes),
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read(path, limits.max_file_bytes, crate::files::MAX_MODEL_BYTES)?;
     read_state_dict(&bytes, path, limits)
 }
 

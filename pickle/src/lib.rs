@@ -58,7 +58,6 @@ mod text;
 pub mod value;
 
 use std::io::Read;
-use std::path::Path;
 
 pub use error::{Codec, Error, Offset, Result, Stream};
 pub use limits::{Limit, Limits};
@@ -66,28 +65,45 @@ pub use value::{ArrayData, ArrayError, Dtype, Global, NdArray, Object, Value};
 
 use compression::{Container, DecompressError};
 
-/// Reads a pickle or joblib file into a [`Value`], never executing anything from it.
+/// Reads a pickle or joblib file from `reader` into a [`Value`], never executing anything from it.
 ///
 /// The file may be a plain pickle (protocols 0–5), a joblib file, or a joblib file compressed with
-/// zlib or gzip. It is read whole (at most [`Limits::max_file_bytes`]); nothing of it is mapped or
-/// kept open.
+/// zlib or gzip. At most [`Limits::max_file_bytes`] are read from `reader`; a compressed file is
+/// decompressed as it is read, and decompression stops at [`Limits::max_decompressed_bytes`] (a
+/// "zip bomb" never allocates past it). The caller opens the file (and decides which files may be
+/// opened): this crate does no I/O of its own.
 ///
 /// # Errors
-/// [`Error::Io`] if the file cannot be read; otherwise as [`loads`]. Errors do not name the file:
-/// the caller does.
-pub fn load_file(path: &Path, limits: &Limits) -> Result<Value> {
-    let file = std::fs::File::open(path)?;
-    let size = file.metadata()?.len();
-    if size > limits.max_file_bytes {
-        return Err(over_file_limit(size, limits));
+/// [`Error::Io`] if reading fails; otherwise as [`loads`]. Errors do not name the file: the caller
+/// does.
+pub fn load_reader(reader: impl Read, limits: &Limits) -> Result<Value> {
+    let mut raw = reader.take(limits.max_file_bytes.saturating_add(1));
+    // The longest magic number is 5 bytes (xz).
+    let mut head = Vec::with_capacity(8);
+    (&mut raw).take(8).read_to_end(&mut head)?;
+    let container = Container::detect(&head);
+    match container {
+        Container::Compressed(codec) => {
+            let stream = compression::decompress(codec, head.as_slice().chain(&mut raw), limits.max_decompressed_bytes);
+            // A file cut at the file limit reads as a truncated stream: say why it was cut.
+            if raw.limit() == 0 {
+                return Err(over_file_limit(None, limits));
+            }
+            interpret(&stream.map_err(|e| decompress_error(codec, e, limits))?, container.stream(), limits)
+        }
+        Container::Plain => {
+            let mut bytes = head;
+            raw.read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > limits.max_file_bytes {
+                return Err(over_file_limit(None, limits));
+            }
+            interpret(&bytes, Stream::File, limits)
+        }
+        Container::Unsupported(_) | Container::OldJoblib => loads(&head, limits),
     }
-    let mut bytes = Vec::new();
-    // The file may grow while it is read: never read past the limit.
-    file.take(limits.max_file_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
-    loads(&bytes, limits)
 }
 
-/// Interprets the bytes of a pickle or joblib file (see [`load_file`]).
+/// Interprets the bytes of a pickle or joblib file (see [`load_reader`]).
 ///
 /// # Errors
 /// - [`Error::UnsupportedClass`] when the pickle names a class or function outside the
@@ -101,48 +117,51 @@ pub fn load_file(path: &Path, limits: &Limits) -> Result<Value> {
 /// - [`Error::Compression`] when its zlib or gzip data is corrupt.
 pub fn loads(bytes: &[u8], limits: &Limits) -> Result<Value> {
     if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(over_file_limit(bytes.len() as u64, limits));
+        return Err(over_file_limit(Some(bytes.len() as u64), limits));
     }
     let container = Container::detect(bytes);
-    let decompressed;
-    let stream = match container {
-        Container::Plain => bytes,
+    match container {
+        Container::Plain => interpret(bytes, Stream::File, limits),
         Container::Compressed(codec) => {
-            decompressed =
-                compression::decompress(codec, bytes, limits.max_decompressed_bytes).map_err(|e| match e {
-                    DecompressError::TooLarge => Error::LimitExceeded {
-                        what: Limit::DecompressedBytes,
-                        limit: limits.max_decompressed_bytes,
-                        reason: format!(
-                            "decompresses to more than the limit max_decompressed_bytes = {}",
-                            limits.max_decompressed_bytes
-                        ),
-                        at: None,
-                    },
-                    DecompressError::Corrupt(source) => Error::Compression { codec, source },
-                })?;
-            &decompressed[..]
+            let stream = compression::decompress(codec, bytes, limits.max_decompressed_bytes)
+                .map_err(|e| decompress_error(codec, e, limits))?;
+            interpret(&stream, container.stream(), limits)
         }
-        Container::Unsupported(name) => {
-            return Err(Error::Unsupported {
-                feature: format!(
-                    "a joblib file compressed with {name}, which Ferroserve does not read; re-save it uncompressed \
-                     or with zlib or gzip, e.g. joblib.dump(model, path, compress=('zlib', 3))"
-                ),
-                at: None,
-            });
-        }
-        Container::OldJoblib => {
-            return Err(Error::Unsupported {
-                feature: "a joblib < 0.9.3 file (`ZF` format), which Ferroserve does not read; load and re-save it \
-                          with a current joblib"
-                    .to_owned(),
-                at: None,
-            });
-        }
-    };
-    let mut ctx = machine::Ctx::new(limits, container.stream(), stream);
+        Container::Unsupported(name) => Err(Error::Unsupported {
+            feature: format!(
+                "a joblib file compressed with {name}, which Ferroserve does not read; re-save it uncompressed \
+                 or with zlib or gzip, e.g. joblib.dump(model, path, compress=('zlib', 3))"
+            ),
+            at: None,
+        }),
+        Container::OldJoblib => Err(Error::Unsupported {
+            feature: "a joblib < 0.9.3 file (`ZF` format), which Ferroserve does not read; load and re-save it \
+                      with a current joblib"
+                .to_owned(),
+            at: None,
+        }),
+    }
+}
+
+/// Runs the interpreter over a pickle stream.
+fn interpret(stream: &[u8], kind: Stream, limits: &Limits) -> Result<Value> {
+    let mut ctx = machine::Ctx::new(limits, kind, stream);
     machine::run(&mut ctx, false)
+}
+
+fn decompress_error(codec: Codec, e: DecompressError, limits: &Limits) -> Error {
+    match e {
+        DecompressError::TooLarge => Error::LimitExceeded {
+            what: Limit::DecompressedBytes,
+            limit: limits.max_decompressed_bytes,
+            reason: format!(
+                "decompresses to more than the limit max_decompressed_bytes = {}",
+                limits.max_decompressed_bytes
+            ),
+            at: None,
+        },
+        DecompressError::Corrupt(source) => Error::Compression { codec, source },
+    }
 }
 
 /// A caller's resolver of persistent IDs: given the ID a pickle's `PERSID`/`BINPERSID` names (a
@@ -171,7 +190,7 @@ pub struct Options<'r> {
 /// As [`loads`]; a persistent ID the resolver refuses is [`Error::Malformed`] with its reason.
 pub fn load_prefix<'r>(bytes: &'r [u8], limits: &'r Limits, options: Options<'r>) -> Result<(Value, usize)> {
     if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(over_file_limit(bytes.len() as u64, limits));
+        return Err(over_file_limit(Some(bytes.len() as u64), limits));
     }
     let mut ctx = machine::Ctx::new(limits, Stream::File, bytes);
     ctx.persistent = options.persistent_load;
@@ -197,11 +216,12 @@ pub fn loads_with<'r>(bytes: &'r [u8], limits: &'r Limits, options: Options<'r>)
     load_prefix(bytes, limits, options).map(|(v, _)| v)
 }
 
-fn over_file_limit(size: u64, limits: &Limits) -> Error {
+fn over_file_limit(size: Option<u64>, limits: &Limits) -> Error {
+    let what = size.map_or_else(|| "the file is".to_owned(), |s| format!("the file is {s} bytes,"));
     Error::LimitExceeded {
         what: Limit::FileBytes,
         limit: limits.max_file_bytes,
-        reason: format!("the file is {size} bytes, over the limit max_file_bytes = {}", limits.max_file_bytes),
+        reason: format!("{what} over the limit max_file_bytes = {}", limits.max_file_bytes),
         at: None,
     }
 }

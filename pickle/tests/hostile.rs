@@ -86,7 +86,7 @@ fn python_made_pickles_that_run_commands_are_refused() {
         ("hostile_in_object_array.joblib", "posix.system"),
     ];
     for (file, class) in cases {
-        let result = pickle::load_file(&fixture(file), &Limits::default());
+        let result = pickle::load_reader(std::fs::File::open(fixture(file)).unwrap(), &Limits::default());
         let e = result.as_ref().err().map(ToString::to_string).unwrap_or_default();
         assert_eq!(unsupported_class(result), class, "{file}");
         assert!(e.starts_with(&format!("unsupported class {class} (at byte ")), "{file}: {e}");
@@ -331,6 +331,12 @@ fn a_zlib_bomb_stops_at_the_limit() {
     assert!(bomb.len() < 100_000);
     let limits = Limits { max_decompressed_bytes: 1 << 20, ..Limits::default() };
     assert!(err_with(&bomb, &limits).contains("max_decompressed_bytes"));
+    // Read from a stream, the bomb stops at the limit too, and so does a compressed file that is itself
+    // over the file limit (counted as it streams through the decoder).
+    let e = pickle::load_reader(bomb.as_slice(), &limits).unwrap_err().to_string();
+    assert!(e.contains("max_decompressed_bytes"), "{e}");
+    let e = pickle::load_reader(bomb.as_slice(), &Limits { max_file_bytes: 1000, ..Limits::default() }).unwrap_err();
+    assert!(e.to_string().contains("max_file_bytes"), "{e}");
     // The same container holding a real pickle loads.
     assert!(load(&zlib(&read("tree_np2_p5.pkl"))).is_ok());
 }
@@ -339,8 +345,8 @@ fn a_zlib_bomb_stops_at_the_limit() {
 fn large_files_are_refused_before_reading() {
     let limits = Limits { max_file_bytes: 100, ..Limits::default() };
     assert!(err_with(&read("tree_np2_p5.pkl"), &limits).contains("max_file_bytes"));
-    let e = pickle::load_file(&fixture("tree_np2_p5.pkl"), &limits).unwrap_err().to_string();
-    assert!(e.contains("max_file_bytes"), "{e}");
+    let e = pickle::load_reader(std::fs::File::open(fixture("tree_np2_p5.pkl")).unwrap(), &limits).unwrap_err();
+    assert!(e.to_string().contains("max_file_bytes"), "{e}");
 }
 
 // --- Deep nesting.

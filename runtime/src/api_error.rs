@@ -66,9 +66,16 @@ pub enum ApiError {
         /// The limit.
         limit: usize,
     },
-    /// More requests are in flight than `--max_concurrency` allows (503).
+    /// More requests are in flight than `--max_concurrency` allows (503, `Retry-After`).
     #[error("server overloaded; retry later")]
     Overloaded,
+    /// The request's body would take the bodies in flight over `--max_inflight_body_bytes` (503,
+    /// `Retry-After`).
+    #[error("request bodies in flight would exceed {limit} bytes (--max_inflight_body_bytes); retry later")]
+    BodyBudget {
+        /// The budget.
+        limit: usize,
+    },
     /// The request took longer than `--request_timeout_secs` (503).
     #[error("request timed out after {} s", .0.as_secs())]
     Timeout(Duration),
@@ -96,9 +103,10 @@ impl ApiError {
             ApiError::Lookup(LookupError::UnknownModel { .. } | LookupError::UnknownVersion { .. })
             | ApiError::NoRoute { .. }
             | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Lookup(LookupError::NotReady { .. }) | ApiError::Overloaded | ApiError::Timeout(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Lookup(LookupError::NotReady { .. })
+            | ApiError::Overloaded
+            | ApiError::BodyBudget { .. }
+            | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -112,6 +120,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, Json(ErrorResponse { error: self.to_string() })).into_response();
+        // Shedding is momentary: tell clients (and proxies) when to come back.
+        if matches!(self, ApiError::Overloaded | ApiError::BodyBudget { .. }) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
         if let ApiError::Internal { cause } = self {
             response.extensions_mut().insert(InternalCause(cause.into()));
         }

@@ -142,6 +142,22 @@ pub struct Args {
     #[arg(long, env, default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// The largest model file read, and the most a compressed model file (joblib with zlib or gzip) may
+    /// decompress to, in bytes; a larger one fails to load, naming this limit. A load builds at most twice
+    /// this much from the file, so one load's memory stays within about 3× it.
+    #[arg(long, env, default_value_t = ferroserve_formats::files::DEFAULT_MAX_MODEL_BYTES)]
+    pub max_model_bytes: u64,
+
+    /// How long loading one model version may take; a load still running then is abandoned and recorded
+    /// as that version's failure (the versions already serving go on serving).
+    #[arg(long, env, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub load_timeout: Duration,
+
+    /// Request bodies (over 64 KiB each) being read, decoded and answered at once, in bytes; a request that
+    /// would go over it is answered 503 with `Retry-After`. Default: 4 × `--max_body_bytes`.
+    #[arg(long, env)]
+    pub max_inflight_body_bytes: Option<usize>,
+
     /// KServe v1 `:predict` answers `predict_proba` instead of `predict` for models that have it, as
     /// KServe's scikit-learn server does with `PREDICT_PROBA=true` (only `true`, in any case, turns it on).
     #[arg(long = "predict_proba", env = "PREDICT_PROBA", value_name = "BOOL", default_value = "false",
@@ -228,6 +244,29 @@ pub struct Config {
     pub predict_proba: bool,
     /// Connection limits and the drain deadline.
     pub connections: ConnectionLimits,
+    /// Bounds on loading a model version.
+    pub loading: LoadLimits,
+    /// Bytes of request bodies (over [`crate::state::Limits::UNCOUNTED_BODY_BYTES`] each) in flight at once.
+    pub max_inflight_body_bytes: usize,
+}
+
+/// How model loads are bounded (`--max_model_bytes`, `--load_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// The largest model file, and the most a compressed one may decompress to.
+    pub max_model_bytes: u64,
+    /// How long one version's load may take before it is abandoned.
+    pub timeout: Duration,
+}
+
+impl Default for LoadLimits {
+    /// The command line's defaults.
+    fn default() -> Self {
+        LoadLimits {
+            max_model_bytes: ferroserve_formats::files::DEFAULT_MAX_MODEL_BYTES,
+            timeout: crate::store::DEFAULT_LOAD_TIMEOUT,
+        }
+    }
 }
 
 /// How client connections are bounded (`--header_read_timeout`, `--body_read_timeout`,
@@ -290,6 +329,19 @@ impl TryFrom<Args> for Config {
         if args.max_connections == 0 {
             return invalid("--max_connections", "must be at least 1");
         }
+        if args.max_model_bytes == 0 {
+            return invalid("--max_model_bytes", "must be at least 1");
+        }
+        if args.load_timeout.is_zero() {
+            return invalid("--load_timeout", "must be longer than zero");
+        }
+        let max_inflight_body_bytes = args.max_inflight_body_bytes.unwrap_or(args.max_body_bytes.saturating_mul(4));
+        if max_inflight_body_bytes < args.max_body_bytes {
+            return invalid(
+                "--max_inflight_body_bytes",
+                "must be at least --max_body_bytes (otherwise the largest allowed body could never be read)",
+            );
+        }
         if args.watch_interval.is_zero() {
             return invalid("--watch_interval", "must be longer than zero");
         }
@@ -339,6 +391,8 @@ impl TryFrom<Args> for Config {
                 max_connections: args.max_connections,
                 shutdown_timeout: args.shutdown_timeout,
             },
+            loading: LoadLimits { max_model_bytes: args.max_model_bytes, timeout: args.load_timeout },
+            max_inflight_body_bytes,
         })
     }
 }
@@ -371,6 +425,12 @@ mod tests {
         assert_eq!(c.max_body_bytes, 33_554_432);
         assert_eq!(c.max_concurrency, 1024);
         assert_eq!(c.request_timeout, Duration::from_secs(60));
+        assert_eq!(c.loading, LoadLimits::default());
+        assert_eq!(c.loading.max_model_bytes, 256 << 20);
+        assert_eq!(c.max_inflight_body_bytes, 4 * 33_554_432);
+        let c = parse(&["--max_body_bytes=1000", "--max_model_bytes=5000", "--load_timeout=3s"]);
+        assert_eq!(c.max_inflight_body_bytes, 4000);
+        assert_eq!(c.loading, LoadLimits { max_model_bytes: 5000, timeout: Duration::from_secs(3) });
     }
 
     #[test]
@@ -416,6 +476,9 @@ mod tests {
             (&["--max_concurrency=0"], "--max_concurrency"),
             (&["--request_timeout_secs=0"], "--request_timeout_secs"),
             (&["--model_name=a/b"], "--model_name"),
+            (&["--max_model_bytes=0"], "--max_model_bytes"),
+            (&["--load_timeout=0s"], "--load_timeout"),
+            (&["--max_body_bytes=100", "--max_inflight_body_bytes=99"], "--max_inflight_body_bytes"),
             (&["--model_name=.."], "--model_name"),
         ] {
             let argv = std::iter::once("ferroserve").chain(args.iter().copied());

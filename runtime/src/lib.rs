@@ -30,6 +30,7 @@
 
 pub mod api_error;
 pub mod batch;
+pub mod budget;
 pub mod config;
 pub mod drift;
 pub mod error;

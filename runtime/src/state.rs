@@ -6,6 +6,7 @@ use std::time::Duration;
 use ferroserve_formats::LoadOptions;
 use tracing::info;
 
+use crate::budget::BodyBudget;
 use crate::config::{Config, ConnectionLimits, WatchConfig, WatchMode};
 use crate::error::Error;
 use crate::feedback::{Feedback, FeedbackConfig};
@@ -25,6 +26,9 @@ pub struct Limits {
     /// blocking pool. A small request is done in tens of microseconds, less than a thread hand-off
     /// costs; a large one would stall every other request on its executor thread.
     pub inline_body_bytes: usize,
+    /// Bytes of request bodies (over [`crate::budget::UNCOUNTED_BODY_BYTES`] each) in flight at once;
+    /// past it, 503 with `Retry-After`.
+    pub max_inflight_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_concurrency: 1024,
             request_timeout: Duration::from_secs(60),
             inline_body_bytes: 16 * 1024,
+            max_inflight_body_bytes: 4 * 32 * 1024 * 1024,
         }
     }
 }
@@ -45,6 +50,7 @@ impl From<&Config> for Limits {
             max_body_bytes: config.max_body_bytes,
             max_concurrency: config.max_concurrency,
             request_timeout: config.request_timeout,
+            max_inflight_body_bytes: config.max_inflight_body_bytes,
             ..Limits::default()
         }
     }
@@ -60,6 +66,7 @@ pub struct AppState {
     feedback: Arc<Feedback>,
     predict_proba: bool,
     connections: ConnectionLimits,
+    bodies: Arc<BodyBudget>,
 }
 
 impl AppState {
@@ -75,6 +82,7 @@ impl AppState {
             feedback,
             predict_proba: false,
             connections: ConnectionLimits::default(),
+            bodies: BodyBudget::new(limits.max_inflight_body_bytes),
         }
     }
 
@@ -107,7 +115,8 @@ impl AppState {
             None => info!(requested = %config.device, device = %device.choice, "candle models run on this device"),
         }
         let store = StoreConfig {
-            load: LoadOptions { device: device.choice },
+            load: LoadOptions { device: device.choice, max_model_bytes: config.loading.max_model_bytes },
+            load_timeout: config.loading.timeout,
             policy: config.version_policy.clone(),
             batch: config.batch,
             drift: config.drift,
@@ -120,6 +129,7 @@ impl AppState {
             feedback: Arc::new(Feedback::new(config.feedback)),
             predict_proba: config.predict_proba,
             connections: config.connections,
+            bodies: BodyBudget::new(config.max_inflight_body_bytes),
         })
     }
 
@@ -160,6 +170,11 @@ impl AppState {
     /// How client connections are bounded.
     pub fn connections(&self) -> ConnectionLimits {
         self.connections
+    }
+
+    /// The budget of request bodies in flight.
+    pub fn bodies(&self) -> &Arc<BodyBudget> {
+        &self.bodies
     }
 
     /// Whether v1 `:predict` answers `predict_proba` for models that have it.

@@ -9,8 +9,9 @@
 //! is loaded once. Every `--watch_interval`, every model is re-read anyway: that is the polling mode,
 //! and with events it catches what a network filesystem never reports.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferroserve_formats::layout;
@@ -118,30 +119,66 @@ fn relevant(kind: EventKind) -> bool {
 async fn run(store: ModelStore, mut rx: mpsc::UnboundedReceiver<Signal>, config: WatchConfig) {
     let mut tick = tokio::time::interval_at(Instant::now() + config.interval, config.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let reloads = Reloads::default();
     loop {
         tokio::select! {
-            _ = tick.tick() => rescan(&store).await,
+            _ = tick.tick() => rescan(&store, &reloads),
             first = rx.recv() => {
                 let Some(first) = first else {
                     // Events ended (the watcher is gone): keep polling.
                     loop {
                         tick.tick().await;
-                        rescan(&store).await;
+                        rescan(&store, &reloads);
                     }
                 };
                 let batch = collect(&mut rx, first, config.debounce).await;
                 let targets = targets(&store, batch);
                 debug!(?targets, "model folders changed");
                 match targets {
-                    None => rescan(&store).await,
+                    None => rescan(&store, &reloads),
                     Some(names) => {
                         for name in names {
-                            reload(&store, &name).await;
+                            reloads.request(&store, name);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// The watcher's reloads in flight: each model reloads on a task of its own, so that a slow load (up to
+/// `--load_timeout`) delays neither the watcher nor any other model. A change seen while a model's
+/// reload runs marks it to run once more when done, never twice at once.
+#[derive(Debug, Clone, Default)]
+struct Reloads {
+    /// Models with a reload in flight, and whether another was asked for since it started.
+    running: Arc<Mutex<HashMap<String, bool>>>,
+}
+
+impl Reloads {
+    fn request(&self, store: &ModelStore, name: String) {
+        {
+            let mut running = self.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(again) = running.get_mut(&name) {
+                *again = true;
+                return;
+            }
+            running.insert(name.clone(), false);
+        }
+        let (store, running) = (store.clone(), Arc::clone(&self.running));
+        tokio::spawn(async move {
+            loop {
+                reload(&store, &name).await;
+                let mut running = running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if running.get(&name) == Some(&true) {
+                    running.insert(name.clone(), false);
+                } else {
+                    running.remove(&name);
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -200,7 +237,7 @@ fn hidden(relative: &Path) -> bool {
 }
 
 /// Re-reads every model, and in a repository, registers model folders that appeared.
-async fn rescan(store: &ModelStore) {
+fn rescan(store: &ModelStore, reloads: &Reloads) {
     let mut names: BTreeSet<String> = store.names().into_iter().collect();
     if let Some(root) = store.repository() {
         match layout::scan_repository(root) {
@@ -209,7 +246,7 @@ async fn rescan(store: &ModelStore) {
         }
     }
     for name in names {
-        reload(store, &name).await;
+        reloads.request(store, name);
     }
 }
 

@@ -22,7 +22,6 @@
 mod tests;
 mod text;
 
-use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, InferError, InputError, Result};
@@ -32,9 +31,6 @@ use crate::tensor::{DataType, Tensor, TensorData};
 /// The file names a model folder gives a LightGBM text model: `model.txt` (LightGBM's own habit) and
 /// `model.bst` (KServe's LightGBM server, MLServer). Either is a LightGBM model only when its content is.
 pub const FILE_NAMES: [&str; 2] = ["model.txt", "model.bst"];
-
-/// The largest file read (LightGBM text models of a few thousand trees take tens of megabytes).
-pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// The most leaves a tree may have (LightGBM's own bound on `num_leaves`).
 pub const MAX_LEAVES: usize = 131_072;
@@ -389,30 +385,17 @@ pub fn is_text_model(prefix: &[u8]) -> bool {
 
 /// Whether the file at `path` is a LightGBM text model, by its first bytes (`false` when unreadable).
 pub fn is_text_model_file(path: &Path) -> bool {
-    let mut prefix = [0u8; 6];
-    let Ok(mut f) = std::fs::File::open(path) else { return false };
-    let mut n = 0;
-    while n < prefix.len() {
-        match f.read(&mut prefix[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    is_text_model(&prefix[..n])
+    crate::files::read_prefix(path, 6).is_ok_and(|prefix| is_text_model(&prefix))
 }
 
 /// Reads and parses a LightGBM text model file, ready to serve.
 ///
 /// # Errors
-/// [`Error::Io`]; [`Error::InvalidModel`] for a file over [`MAX_FILE_BYTES`] or one [`Booster::parse`]
+/// [`crate::files::read`]'s errors (a file over `max_bytes` is [`Error::TooLarge`]); [`Error::InvalidModel`]
+/// for one [`Booster::parse`]
 /// refuses, with its reason.
-pub fn load_file(path: &Path) -> Result<LightGbmModel> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::new();
-    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(Error::invalid(path, format!("larger than {MAX_FILE_BYTES} bytes")));
-    }
+pub fn load_file(path: &Path, max_bytes: u64) -> Result<LightGbmModel> {
+    let bytes = crate::files::read(path, max_bytes, crate::files::MAX_MODEL_BYTES)?;
     let booster = Booster::from_bytes(&bytes).map_err(|reason| Error::invalid(path, reason))?;
     Ok(LightGbmModel::new(booster))
 }

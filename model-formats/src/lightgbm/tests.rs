@@ -274,7 +274,7 @@ fn truncated_and_mangled_files_fail_cleanly() {
 #[test]
 fn native_model_serves_with_scikit_learn_names() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/boosting/latest");
-    let m = load_file(&dir.join("lgbm_classifier_pandas_categorical.model.txt")).unwrap();
+    let m = load_file(&dir.join("lgbm_classifier_pandas_categorical.model.txt"), 1 << 30).unwrap();
     assert_eq!(m.kind(), ModelKind::LightGbm);
     assert_eq!(m.kind().to_string(), "lightgbm");
     assert_eq!(m.label(), Some(LabelOutput::new("predict", Some(Label::Int(1)))));
@@ -297,19 +297,19 @@ fn native_model_serves_with_scikit_learn_names() {
     let out = m.infer(&request, &["predict".to_owned(), "predict_proba".to_owned()]).unwrap();
     assert_eq!((out[0].datatype(), out[1].shape.clone()), (DataType::Int64, vec![1, 2]));
 
-    let m = load_file(&dir.join("lgbm_regressor.model.txt")).unwrap();
+    let m = load_file(&dir.join("lgbm_regressor.model.txt"), 1 << 30).unwrap();
     assert_eq!(m.label(), None);
     assert_eq!(m.signature().inputs[0].shape, vec![-1, 4]);
     assert_eq!(m.signature().outputs.len(), 1);
 
-    let m = load_file(&dir.join("lgbm_classifier_multi.model.txt")).unwrap();
+    let m = load_file(&dir.join("lgbm_classifier_multi.model.txt"), 1 << 30).unwrap();
     assert_eq!(m.label(), Some(LabelOutput::new("predict", None)));
     assert_eq!(m.signature().outputs[1].shape, vec![-1, 3]);
 
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("model.txt");
     std::fs::write(&bad, "tree\nnum_class=1\n").unwrap();
-    let e = load_file(&bad).unwrap_err();
+    let e = load_file(&bad, 1 << 30).unwrap_err();
     assert!(matches!(e, Error::InvalidModel { .. }) && e.to_string().contains("model.txt"), "{e}");
 }
 

@@ -30,7 +30,7 @@ pub const ARCHITECTURE: &str = "lstm_autoencoder";
 /// [`Error::InvalidModel`] (sizes, scaler or threshold out of range).
 pub fn read_config(dir: &Path) -> Result<LstmAutoencoderConfig> {
     let path = dir.join(CONFIG_JSON);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::files::read_side_file(&path)?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
     match value.get("architecture").and_then(serde_json::Value::as_str) {
@@ -56,9 +56,18 @@ pub fn read_config(dir: &Path) -> Result<LstmAutoencoderConfig> {
 /// [`Error::BadTensor`] (dtype or shape), [`Error::InvalidModel`] (a tensor `config.json` does not
 /// describe, non-finite weights); [`Error::Candle`] when the device cannot be opened.
 pub fn load_pytorch(dir: &Path, device: DeviceChoice) -> Result<LstmAutoencoder> {
+    load_pytorch_with(dir, &crate::LoadOptions { device, ..crate::LoadOptions::default() })
+}
+
+/// [`load_pytorch`] with the device and the file limit of `options`.
+///
+/// # Errors
+/// As [`load_pytorch`]; [`Error::TooLarge`] for weights over `options.max_model_bytes`.
+pub fn load_pytorch_with(dir: &Path, options: &crate::LoadOptions) -> Result<LstmAutoencoder> {
+    let device = options.device;
     let cfg = read_config(dir)?;
     let path = dir.join(MODEL_SAFETENSORS);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = crate::files::read(&path, options.max_model_bytes, crate::files::MAX_MODEL_BYTES)?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::Safetensors { path: path.clone(), message: e.to_string() })?;
     let expected = cfg.tensors();

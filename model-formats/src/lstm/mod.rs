@@ -27,7 +27,7 @@ pub mod torch_file;
 
 pub use autoencoder::{DecoderForm, LstmAutoencoder, LstmAutoencoderConfig, Scaler};
 pub use device::{DeviceChoice, ResolvedDevice};
-pub use import::{CONFIG_JSON, load_pytorch, save_pytorch};
+pub use import::{CONFIG_JSON, load_pytorch, load_pytorch_with, save_pytorch};
 pub use layer::{Lstm, LstmConfig};
 pub use pipeline::LstmPipeline;
 pub use torch_file::load_torch;

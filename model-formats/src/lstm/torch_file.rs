@@ -17,7 +17,7 @@ use super::autoencoder::{DecoderForm, LstmAutoencoder, LstmAutoencoderConfig, Sc
 use super::device::DeviceChoice;
 use super::layer::DTYPE;
 use crate::error::{Error, Result};
-use crate::pickle::{Limits, Value};
+use crate::pickle::Value;
 use crate::torch::{StateDict, TorchTensor, read_state_dict_file};
 
 /// The input scaling beside a torch file.
@@ -28,8 +28,8 @@ pub const SCALER_PKL: &str = "scaler.pkl";
 /// # Errors
 /// The torch reader's errors ([`crate::torch::read_state_dict_file`]); [`Error::InvalidModel`] when the
 /// tensors are not an LSTM autoencoder or disagree with `config.json`; the scaler's pickle errors.
-pub fn load_torch(file: &Path, device: DeviceChoice) -> Result<LstmAutoencoder> {
-    load_torch_with(file, device, true)
+pub fn load_torch(file: &Path, options: &crate::LoadOptions) -> Result<LstmAutoencoder> {
+    load_torch_with(file, options, true)
 }
 
 /// [`load_torch`], reading the files beside `file` only when `siblings` (a single mounted model file
@@ -37,8 +37,8 @@ pub fn load_torch(file: &Path, device: DeviceChoice) -> Result<LstmAutoencoder> 
 ///
 /// # Errors
 /// As [`load_torch`].
-pub fn load_torch_with(file: &Path, device: DeviceChoice, siblings: bool) -> Result<LstmAutoencoder> {
-    let limits = Limits::default();
+pub fn load_torch_with(file: &Path, options: &crate::LoadOptions, siblings: bool) -> Result<LstmAutoencoder> {
+    let (device, limits) = (options.device, options.pickle_limits());
     let sd = read_state_dict_file(file, &limits)?;
     let mut cfg = infer_config(&sd).map_err(|r| Error::invalid(file, r))?;
     if !siblings {
@@ -47,7 +47,8 @@ pub fn load_torch_with(file: &Path, device: DeviceChoice, siblings: bool) -> Res
     let dir = file.parent().unwrap_or(Path::new("."));
     apply_json(dir, &mut cfg)?;
     let scaler_path = dir.join(SCALER_PKL);
-    if scaler_path.is_file() {
+    // Present but not a regular file (a FIFO, a device): fail, never serve without the scaling.
+    if scaler_path.exists() {
         let v = crate::pickle::load_file(&scaler_path, &limits)?;
         cfg.scaler = Some(scaler_from(&v).map_err(|r| Error::invalid(&scaler_path, r))?);
     }
@@ -141,10 +142,10 @@ fn apply_json(dir: &Path, cfg: &mut LstmAutoencoderConfig) -> Result<()> {
     let mut seq_len = None;
     for name in [super::CONFIG_JSON, crate::layout::METADATA_JSON] {
         let path = dir.join(name);
-        if !path.is_file() {
+        if !path.exists() {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = crate::files::read_side_file(&path)?;
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
         let field = |key: &str| v.get(key).or_else(|| v.get("hyperparameters").and_then(|h| h.get(key))).cloned();

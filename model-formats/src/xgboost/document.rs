@@ -14,13 +14,13 @@ pub struct Limits {
     /// Nesting of objects and arrays. XGBoost's models nest 7 deep; default 64.
     pub max_depth: usize,
     /// Values held outside packed numeric arrays (objects, strings, scalars, members of mixed arrays).
-    /// Default 16 Mi (a 10 000-tree model holds about 300 000).
+    /// Default 4 Mi (a 10 000-tree model holds about 300 000): some 250 MB of decoded values at most.
     pub max_values: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_bytes: 1 << 30, max_depth: 64, max_values: 1 << 24 }
+        Limits { max_bytes: 1 << 30, max_depth: 64, max_values: 1 << 22 }
     }
 }
 

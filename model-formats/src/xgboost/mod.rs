@@ -30,7 +30,6 @@ mod serve;
 mod ubjson;
 
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 
 pub use booster::Booster;
@@ -128,23 +127,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Booster, ModelError> {
 
 /// The bytes of a model file, at most [`Limits::max_bytes`].
 pub(crate) fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if size > limits.max_bytes {
-        return Err(Error::InvalidModel {
-            path: path.to_path_buf(),
-            reason: format!("the file is {size} bytes, over the limit max_bytes = {}", limits.max_bytes),
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(limits.max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > limits.max_bytes {
-        return Err(Error::InvalidModel {
-            path: path.to_path_buf(),
-            reason: format!("the file grew over the limit max_bytes = {}", limits.max_bytes),
-        });
-    }
-    Ok(bytes)
+    crate::files::read(path, limits.max_bytes, crate::files::MAX_MODEL_BYTES)
 }
 
 /// Whether the JSON file at `path` is an XGBoost model (a top-level `learner` object) rather than
@@ -154,9 +137,7 @@ pub(crate) fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read.
 pub fn is_model_json(path: &Path) -> Result<bool> {
-    let mut head = Vec::with_capacity(4096);
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    file.take(4096).read_to_end(&mut head).map_err(|e| Error::io(path, e))?;
+    let head = crate::files::read_prefix(path, 4096)?;
     match first_key(&head) {
         Some(k) if k == b"learner" => return Ok(true),
         Some(k) if k == b"format" => return Ok(false),

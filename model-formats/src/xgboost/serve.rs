@@ -146,9 +146,16 @@ impl XGBoostModel {
     /// model; [`crate::Error::Unsupported`] for one this build does not serve (the legacy binary format, `gblinear`,
     /// `dart`, other objectives, vector-leaf trees).
     pub fn load(path: &Path) -> Result<XGBoostModel> {
-        let limits = super::Limits::default();
-        let bytes = super::read_file(path, &limits)?;
-        let booster = super::parse(&bytes, &limits).map_err(|e| e.into_error(path))?;
+        Self::load_with(path, &super::Limits::default())
+    }
+
+    /// [`XGBoostModel::load`] within `limits` (the file's size is `limits.max_bytes` at most).
+    ///
+    /// # Errors
+    /// As [`XGBoostModel::load`]; [`crate::Error::TooLarge`] for a file over the limit.
+    pub fn load_with(path: &Path, limits: &super::Limits) -> Result<XGBoostModel> {
+        let bytes = super::read_file(path, limits)?;
+        let booster = super::parse(&bytes, limits).map_err(|e| e.into_error(path))?;
         Ok(XGBoostModel::from_booster(&booster))
     }
 

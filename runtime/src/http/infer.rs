@@ -41,7 +41,7 @@ async fn answer(
     state: &AppState,
     model: &ModelRef,
     headers: &HeaderMap,
-    RawBody(body): RawBody,
+    RawBody(body, _permit): RawBody,
     account: &mut Account,
 ) -> Result<Response, ApiError> {
     let json_len = json_len(headers)?;

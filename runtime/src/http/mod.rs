@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 use tower::BoxError;
 use tracing::{Span, debug, error, warn};
 
 use crate::api_error::{ApiError, InternalCause};
+use crate::budget::BodyPermit;
 use crate::state::AppState;
 
 /// `axum::extract::Path` with a JSON-shaped rejection.
@@ -30,31 +31,95 @@ use crate::state::AppState;
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct ModelPath<T>(pub T);
 
-/// The request body, with over-limit bodies answered by a JSON 413.
+/// The request body, read within `--max_body_bytes` (413), `--body_read_timeout` (408) and the
+/// budget of bodies in flight (503, [`crate::budget`]); the permit holds the body's share of the budget
+/// until the handler is done with the request.
 #[derive(Debug)]
-pub(crate) struct RawBody(pub Bytes);
+pub(crate) struct RawBody(pub Bytes, pub BodyPermit);
 
 impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        Bytes::from_request(request, state).await.map(RawBody).map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: state.limits().max_body_bytes }
-            } else if caused_by_timeout(&rejection) {
+        let limit = state.limits().max_body_bytes;
+        let declared = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let budget = state.bodies();
+        let mut permit = budget.permit();
+        // A declared length is taken whole before anything is read; a chunked body as it arrives.
+        if let Some(n) = declared
+            && !permit.cover(usize::try_from(n).unwrap_or(usize::MAX))
+        {
+            return Err(ApiError::BodyBudget { limit: budget.limit() });
+        }
+        let body = Counted { inner: http_body_util::Limited::new(request.into_body(), limit), permit, seen: 0 };
+        let collected = body.collect_bytes().await;
+        collected.map(|(bytes, permit)| RawBody(bytes, permit)).map_err(|e| {
+            if is::<http_body_util::LengthLimitError>(&*e) {
+                ApiError::PayloadTooLarge { limit }
+            } else if is::<tower_http::timeout::TimeoutError>(&*e) {
                 ApiError::BodyTimeout(state.connections().body_read_timeout)
+            } else if is::<OverBudget>(&*e) {
+                ApiError::BodyBudget { limit: budget.limit() }
             } else {
-                ApiError::BadRequest(format!("cannot read the request body: {}", rejection.body_text()))
+                ApiError::BadRequest(format!("cannot read the request body: {e}"))
             }
         })
     }
 }
 
-/// Whether reading a body failed because it stalled past `--body_read_timeout`.
-fn caused_by_timeout(rejection: &axum::extract::rejection::BytesRejection) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+/// The body budget could not cover more of a chunked body.
+#[derive(Debug, thiserror::Error)]
+#[error("request bodies in flight are over --max_inflight_body_bytes")]
+struct OverBudget;
+
+/// A body that charges its permit for every chunk before passing it on.
+struct Counted {
+    inner: http_body_util::Limited<axum::body::Body>,
+    permit: BodyPermit,
+    seen: usize,
+}
+
+impl Counted {
+    /// The whole body, and the permit covering it.
+    async fn collect_bytes(mut self) -> Result<(Bytes, BodyPermit), BoxError> {
+        use http_body_util::BodyExt;
+        let mut first: Option<Bytes> = None;
+        let mut rest: Vec<u8> = Vec::new();
+        while let Some(frame) = self.inner.frame().await {
+            let Ok(data) = frame?.into_data() else { continue };
+            self.seen = self.seen.saturating_add(data.len());
+            if !self.permit.cover(self.seen) {
+                return Err(Box::new(OverBudget));
+            }
+            // One chunk (a small request, usually) is kept as it came, without a copy.
+            match first.take() {
+                None if rest.is_empty() => first = Some(data),
+                None => rest.extend_from_slice(&data),
+                Some(head) => {
+                    // What is still to come, when the length was declared (the permit already covers it).
+                    let remaining = usize::try_from(axum::body::HttpBody::size_hint(&self.inner).lower()).unwrap_or(0);
+                    rest.reserve_exact(self.seen.saturating_add(remaining));
+                    rest.extend_from_slice(&head);
+                    rest.extend_from_slice(&data);
+                }
+            }
+        }
+        let bytes = first.unwrap_or_else(|| Bytes::from(rest));
+        Ok((bytes, self.permit))
+    }
+}
+
+/// Whether error `e`, or one of its sources, is an `E`.
+fn is<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
     while let Some(e) = source {
-        if e.is::<tower_http::timeout::TimeoutError>() {
+        if e.is::<E>() {
             return true;
         }
         source = e.source();

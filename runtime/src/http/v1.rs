@@ -93,7 +93,7 @@ fn split_verb(target: &str) -> Option<(&str, &str)> {
 async fn predict(
     state: &AppState,
     model: &ModelRef,
-    RawBody(body): RawBody,
+    RawBody(body, _permit): RawBody,
     account: &mut Account,
 ) -> Result<Response, ApiError> {
     let target = Target::resolve(state, model, account)?;

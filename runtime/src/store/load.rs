@@ -1,9 +1,10 @@
 //! Loading a model folder: every version, each loaded, validated and warmed up off the async
 //! executor; failures recorded per version.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
 
 use ferroserve_formats::layout::{self, ArtifactFiles, METADATA_JSON, ModelLayout};
 use ferroserve_formats::serving::{ServingConfig, same_version};
@@ -27,6 +28,10 @@ enum LoadError {
     WarmUp(ferroserve_formats::InferError),
     #[error("loading panicked: {0}")]
     Panicked(String),
+    #[error("loading took longer than {} s (--load_timeout) and was abandoned", .0.as_secs_f64())]
+    TimedOut(Duration),
+    #[error("cannot start a loading thread: {0}")]
+    Spawn(std::io::Error),
 }
 
 /// Runs `f`, turning a panic into an error: a corrupt artifact must cost one version, never the server.
@@ -34,11 +39,38 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, LoadError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| LoadError::Panicked(panic_message(&*p)))
 }
 
+/// Runs `load` on a thread of its own and waits at most `deadline` for it. A load still running then is
+/// abandoned (its thread finishes on its own, bounded by the readers' limits, and its result is
+/// dropped): a slow or stuck load costs its version, never the watcher or the other models.
+fn within<T: Send + 'static>(
+    deadline: Duration,
+    load: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // The batcher of a loaded version starts its task on the runtime the store runs on.
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    std::thread::Builder::new()
+        .name("ferroserve-load".to_owned())
+        .spawn(move || {
+            let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
+            // The receiver may be gone (timed out): nothing to do then.
+            let _ = tx.send(guarded(load).and_then(|r| r));
+        })
+        .map_err(LoadError::Spawn)?;
+    match rx.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => Err(LoadError::TimedOut(deadline)),
+        Err(RecvTimeoutError::Disconnected) => Err(LoadError::Panicked("the loading thread ended early".to_owned())),
+    }
+}
+
 /// Re-reads model folder `dir` (blocking) and builds the snapshot it should serve, reusing the versions
 /// of `previous` whose files have not changed (all are loaded afresh with `everything`). Returns the
-/// snapshot and the numbers of versions loaded and failed.
+/// snapshot and the numbers of versions loaded and failed. Every file a version is read from must stay
+/// inside `root` (the model folder, or the repository) after following symlinks.
 pub(super) fn reload(
     name: &str,
+    root: &Path,
     dir: &Path,
     previous: &ModelSnapshot,
     config: &StoreConfig,
@@ -52,7 +84,14 @@ pub(super) fn reload(
         Ok(ModelLayout::Bare(files)) => {
             let metadata = read_metadata(name, dir);
             let version = bare_version_name(dir, metadata.as_ref());
-            attempt.version(&version, dir, || load_version(name, &version, dir, &files, metadata, config));
+            let job = Job {
+                model: name.to_owned(),
+                version: version.clone(),
+                root: root.to_path_buf(),
+                path: dir.to_path_buf(),
+                config: config.clone(),
+            };
+            attempt.version(&version, dir, || job.run(Some((files, metadata))));
             attempt.out.serving = None;
         }
         Ok(ModelLayout::Versioned(dirs)) => {
@@ -78,14 +117,14 @@ pub(super) fn reload(
                 if !(selected || pinned(&d.name)) {
                     continue;
                 }
-                let ok = attempt.version(&d.name, &d.path, || {
-                    match guarded(|| layout::find_artifact(&d.path)).and_then(|r| r.map_err(LoadError::from))? {
-                        Some(files) => {
-                            load_version(name, &d.name, &d.path, &files, read_metadata(name, &d.path), config)
-                        }
-                        None => Err(ferroserve_formats::Error::NoModel { path: d.path.clone() }.into()),
-                    }
-                });
+                let job = Job {
+                    model: name.to_owned(),
+                    version: d.name.clone(),
+                    root: root.to_path_buf(),
+                    path: d.path.clone(),
+                    config: config.clone(),
+                };
+                let ok = attempt.version(&d.name, &d.path, || job.run(None));
                 loaded += usize::from(ok);
             }
         }
@@ -198,6 +237,34 @@ fn modified(meta: &std::fs::Metadata) -> i128 {
         .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
 }
 
+/// One version to load: everything the loading thread needs, owned.
+struct Job {
+    model: String,
+    version: String,
+    root: PathBuf,
+    path: PathBuf,
+    config: StoreConfig,
+}
+
+impl Job {
+    /// Loads the version within `--load_timeout`: its files (found in its folder unless `found`) must
+    /// stay inside the root, then [`load_version`].
+    fn run(self, found: Option<(ArtifactFiles, Option<ModelMetadata>)>) -> Result<LoadedVersion, LoadError> {
+        let deadline = self.config.load_timeout;
+        within(deadline, move || {
+            layout::ensure_contents_within(&self.root, &self.path)?;
+            let (files, metadata) = match found {
+                Some(found) => found,
+                None => match layout::find_artifact(&self.path)? {
+                    Some(files) => (files, read_metadata(&self.model, &self.path)),
+                    None => return Err(ferroserve_formats::Error::NoModel { path: self.path.clone() }.into()),
+                },
+            };
+            load_version(&self.model, &self.version, &self.path, &files, metadata, &self.config)
+        })
+    }
+}
+
 /// Loads, then warms up, one version.
 fn load_version(
     model_name: &str,
@@ -238,7 +305,7 @@ fn elapsed_ms(started: Instant) -> u64 {
 /// describes the model but is not needed to run it.
 fn read_metadata(model_name: &str, dir: &Path) -> Option<ModelMetadata> {
     let path = dir.join(METADATA_JSON);
-    if !path.is_file() {
+    if !path.exists() {
         return None;
     }
     match ModelMetadata::read(&path) {
@@ -321,7 +388,7 @@ mod tests {
 
     fn load_with(name: &str, dir: &Path, policy: VersionPolicy) -> ModelSnapshot {
         let before = ModelSnapshot::empty(name, ModelState::Loading, None);
-        reload(name, dir, &before, &StoreConfig { policy, ..StoreConfig::default() }, false).0
+        reload(name, dir, dir, &before, &StoreConfig { policy, ..StoreConfig::default() }, false).0
     }
 
     fn forest() -> IsolationForest {

@@ -518,16 +518,33 @@ struct Inner {
 }
 
 /// How a store loads versions.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// The device of candle models.
+    /// The device of candle models and the file limit (`--max_model_bytes`).
     pub load: LoadOptions,
+    /// How long one version's load may take (`--load_timeout`).
+    pub load_timeout: std::time::Duration,
     /// Which versions are loaded.
     pub policy: VersionPolicy,
     /// How requests to models that gain from it are batched.
     pub batch: BatchConfig,
     /// How input drift is tracked.
     pub drift: DriftConfig,
+}
+
+/// How long one version's load may take by default (`--load_timeout`).
+pub const DEFAULT_LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            load: LoadOptions::default(),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+            policy: VersionPolicy::default(),
+            batch: BatchConfig::default(),
+            drift: DriftConfig::default(),
+        }
+    }
 }
 
 /// Whether a reload re-reads versions whose files have not changed.
@@ -751,9 +768,11 @@ impl ModelStore {
             return Ok(entry.current.load_full());
         }
         let (model, config, prior) = (name.to_owned(), self.inner.config.clone(), Arc::clone(&previous));
+        // Files must stay inside the repository, or inside the model's own folder.
+        let root = self.inner.repository.clone().unwrap_or_else(|| dir.clone());
+        let everything = how == Reload::Everything;
         let loaded =
-            tokio::task::spawn_blocking(move || load::reload(&model, &dir, &prior, &config, how == Reload::Everything))
-                .await;
+            tokio::task::spawn_blocking(move || load::reload(&model, &root, &dir, &prior, &config, everything)).await;
         let (snapshot, outcome_counts) = match loaded {
             Ok(r) => r,
             Err(e) => {

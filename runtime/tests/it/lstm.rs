@@ -31,7 +31,10 @@ async fn app() -> axum::Router {
 
 async fn store() -> ModelStore {
     let source = ModelSource::Repository { root: fixtures() };
-    let config = StoreConfig { load: LoadOptions { device: DeviceChoice::Cpu }, ..StoreConfig::default() };
+    let config = StoreConfig {
+        load: LoadOptions { device: DeviceChoice::Cpu, ..LoadOptions::default() },
+        ..StoreConfig::default()
+    };
     let store = ModelStore::open_with(&source, config).unwrap();
     store.load_all().await;
     assert!(store.is_ready(), "the fixtures load");
