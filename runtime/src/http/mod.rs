@@ -52,13 +52,9 @@ impl FromRequest<AppState> for RawBody {
         let budget = state.bodies();
         let mut permit = budget.permit();
         // A declared length is taken whole before anything is read; a chunked body as it arrives.
-        if let Some(n) = declared
-            && !permit.cover(usize::try_from(n).unwrap_or(usize::MAX))
-        {
-            return Err(ApiError::BodyBudget { limit: budget.limit() });
-        }
+        let refused = declared.is_some_and(|n| !permit.cover(usize::try_from(n).unwrap_or(usize::MAX)));
         let body = Counted { inner: http_body_util::Limited::new(request.into_body(), limit), permit, seen: 0 };
-        let collected = body.collect_bytes().await;
+        let collected = body.collect_bytes(refused).await;
         collected.map(|(bytes, permit)| RawBody(bytes, permit)).map_err(|e| {
             if is::<http_body_util::LengthLimitError>(&*e) {
                 ApiError::PayloadTooLarge { limit }
@@ -73,12 +69,12 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
-/// The body budget could not cover more of a chunked body.
+/// The body budget could not cover the body.
 #[derive(Debug, thiserror::Error)]
 #[error("request bodies in flight are over --max_inflight_body_bytes")]
 struct OverBudget;
 
-/// A body that charges its permit for every chunk before passing it on.
+/// A body that charges its permit for every chunk before keeping it.
 struct Counted {
     inner: http_body_util::Limited<axum::body::Body>,
     permit: BodyPermit,
@@ -86,16 +82,23 @@ struct Counted {
 }
 
 impl Counted {
-    /// The whole body, and the permit covering it.
-    async fn collect_bytes(mut self) -> Result<(Bytes, BodyPermit), BoxError> {
+    /// The whole body, and the permit covering it. A body the budget cannot cover (`refused` already,
+    /// or once a chunk goes over) is read to its end and dropped chunk by chunk, taking no memory, so
+    /// that the client, still sending, reads a clean 503 instead of a reset connection.
+    async fn collect_bytes(mut self, mut refused: bool) -> Result<(Bytes, BodyPermit), BoxError> {
         use http_body_util::BodyExt;
         let mut first: Option<Bytes> = None;
         let mut rest: Vec<u8> = Vec::new();
         while let Some(frame) = self.inner.frame().await {
             let Ok(data) = frame?.into_data() else { continue };
+            if refused {
+                continue;
+            }
             self.seen = self.seen.saturating_add(data.len());
             if !self.permit.cover(self.seen) {
-                return Err(Box::new(OverBudget));
+                refused = true;
+                (first, rest) = (None, Vec::new());
+                continue;
             }
             // One chunk (a small request, usually) is kept as it came, without a copy.
             match first.take() {
@@ -109,6 +112,9 @@ impl Counted {
                     rest.extend_from_slice(&data);
                 }
             }
+        }
+        if refused {
+            return Err(Box::new(OverBudget));
         }
         let bytes = first.unwrap_or_else(|| Bytes::from(rest));
         Ok((bytes, self.permit))

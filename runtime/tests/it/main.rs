@@ -11,6 +11,7 @@ mod connections;
 mod errors;
 mod example;
 mod health;
+mod hostile;
 mod hotswap;
 mod infer;
 mod lstm;

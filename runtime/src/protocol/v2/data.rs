@@ -12,15 +12,37 @@ use ferroserve_formats::{DataType, TensorData};
 use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
 
-/// Elements reserved up front from the declared shape. Bounded because the shape is only the client's
-/// claim: memory grows with the data that actually arrives, never with a shape of `[1e12]`.
-const MAX_PREALLOCATED: usize = 1 << 16;
+/// Elements reserved up front from declared shapes when the body's size is not known. Bounded because
+/// the shape is only the client's claim: memory grows with the data that actually arrives, never with a
+/// shape of `[1e12]`.
+pub(super) const MAX_PREALLOCATED: usize = 1 << 16;
 
-/// How many elements to reserve for data of the declared `shape`.
-pub(super) fn capacity_hint(shape: Option<&[i64]>) -> usize {
-    shape
-        .and_then(|s| s.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))))
-        .map_or(0, |n| n.min(MAX_PREALLOCATED))
+/// Elements the rest of a request may still reserve up front from declared shapes. Decoding a body
+/// of `n` JSON bytes starts with `n / 2 + 1` (a value takes at least one digit and a separator): an honest
+/// shape is then reserved exactly (no growth by doubling, so decoding peaks at the data's own size),
+/// while the shapes of a dishonest request together never reserve more than its data could hold.
+#[derive(Debug)]
+pub(super) struct Reservation(std::cell::Cell<usize>);
+
+impl Reservation {
+    /// A reservation for a JSON text of `json_len` bytes.
+    pub(super) fn for_json(json_len: usize) -> Self {
+        Reservation(std::cell::Cell::new(json_len / 2 + 1))
+    }
+
+    /// A reservation for a request whose size is unknown.
+    pub(super) fn unknown() -> Self {
+        Reservation(std::cell::Cell::new(MAX_PREALLOCATED))
+    }
+
+    /// How many elements to reserve for data of the declared `shape`, taken from what is left.
+    pub(super) fn take(&self, shape: Option<&[i64]>) -> usize {
+        let n = shape
+            .and_then(|s| s.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))))
+            .map_or(0, |n| n.min(self.0.get()));
+        self.0.set(self.0.get() - n);
+        n
+    }
 }
 
 /// Decodes the `data` of input `input` as `datatype`.
@@ -419,11 +441,18 @@ mod tests {
 
     #[test]
     fn capacity_follows_the_shape_within_a_bound() {
-        assert_eq!(capacity_hint(Some(&[2, 3])), 6);
-        assert_eq!(capacity_hint(Some(&[1_000_000_000, 1_000_000_000])), MAX_PREALLOCATED);
-        assert_eq!(capacity_hint(Some(&[i64::MAX, i64::MAX])), 0);
-        assert_eq!(capacity_hint(Some(&[-1, 3])), 0);
-        assert_eq!(capacity_hint(None), 0);
+        let r = Reservation::unknown();
+        assert_eq!(r.take(Some(&[2, 3])), 6);
+        assert_eq!(r.take(Some(&[i64::MAX, i64::MAX])), 0);
+        assert_eq!(r.take(Some(&[-1, 3])), 0);
+        assert_eq!(r.take(None), 0);
+        assert_eq!(r.take(Some(&[1_000_000_000, 1_000_000_000])), MAX_PREALLOCATED - 6);
+        assert_eq!(r.take(Some(&[2])), 0, "used up");
+        // A body of 1,001 bytes holds at most 501 values, whatever the shapes say, across all inputs.
+        let r = Reservation::for_json(1001);
+        assert_eq!(r.take(Some(&[100, 3])), 300);
+        assert_eq!(r.take(Some(&[1_000_000])), 201);
+        assert_eq!(r.take(Some(&[5])), 0);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::ser::{Error as _, SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::binary::{self, BinaryError, BinaryOutputs, BinaryPart};
+use super::data::Reservation;
 use super::tensor::{TensorSeed, TensorView};
 use super::{InferRequest, InferResponse, InferTensor, Parameters, RequestedOutput};
 
@@ -39,13 +40,18 @@ impl InferRequest {
     /// [`DecodeError::Binary`] when `json_len` exceeds the body or the inputs leave binary data unused.
     pub fn from_body(body: &[u8], json_len: Option<usize>) -> Result<Self, DecodeError> {
         let Some(json_len) = json_len else {
-            return Ok(serde_json::from_slice(body)?);
+            let reserve = Reservation::for_json(body.len());
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let request = RequestSeed { binary: None, reserve: &reserve }.deserialize(&mut de)?;
+            de.end()?;
+            return Ok(request);
         };
         let (json, rest) =
             body.split_at_checked(json_len).ok_or(BinaryError::HeaderTooLong { json_len, body_len: body.len() })?;
         let mut part = BinaryPart::new(rest);
         let mut de = serde_json::Deserializer::from_slice(json);
-        let request = RequestSeed { binary: Some(&mut part) }.deserialize(&mut de)?;
+        let reserve = Reservation::for_json(json.len());
+        let request = RequestSeed { binary: Some(&mut part), reserve: &reserve }.deserialize(&mut de)?;
         de.end()?;
         part.finish()?;
         Ok(request)
@@ -62,7 +68,7 @@ impl InferRequest {
 
 impl<'de> Deserialize<'de> for InferRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RequestSeed { binary: None }.deserialize(d)
+        RequestSeed { binary: None, reserve: &Reservation::unknown() }.deserialize(d)
     }
 }
 
@@ -80,6 +86,7 @@ enum Field {
 /// Decodes a request; `binary` is the body's binary part, when it has one.
 struct RequestSeed<'s, 'b> {
     binary: Option<&'s mut BinaryPart<'b>>,
+    reserve: &'s Reservation,
 }
 
 impl<'de> DeserializeSeed<'de> for RequestSeed<'_, '_> {
@@ -110,7 +117,10 @@ impl<'de> Visitor<'de> for RequestSeed<'_, '_> {
                 Field::Parameters => parameters = Some(map.next_value()?),
                 // A second `inputs` would take binary data meant for nobody.
                 Field::Inputs if inputs.is_some() => return Err(de::Error::duplicate_field("inputs")),
-                Field::Inputs => inputs = Some(map.next_value_seed(InputsSeed { binary: self.binary.as_deref_mut() })?),
+                Field::Inputs => {
+                    let seed = InputsSeed { binary: self.binary.as_deref_mut(), reserve: self.reserve };
+                    inputs = Some(map.next_value_seed(seed)?);
+                }
                 Field::Outputs if outputs.is_some() => return Err(de::Error::duplicate_field("outputs")),
                 Field::Outputs => outputs = Some(map.next_value()?),
                 Field::Other => {
@@ -130,6 +140,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_, '_> {
 /// Decodes `inputs`, handing each tensor the binary part in turn.
 struct InputsSeed<'s, 'b> {
     binary: Option<&'s mut BinaryPart<'b>>,
+    reserve: &'s Reservation,
 }
 
 impl<'de> DeserializeSeed<'de> for InputsSeed<'_, '_> {
@@ -149,7 +160,9 @@ impl<'de> Visitor<'de> for InputsSeed<'_, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Vec<InferTensor>, A::Error> {
         let mut inputs = Vec::new();
-        while let Some(t) = seq.next_element_seed(TensorSeed { binary: self.binary.as_deref_mut() })? {
+        while let Some(t) =
+            seq.next_element_seed(TensorSeed { binary: self.binary.as_deref_mut(), reserve: self.reserve })?
+        {
             inputs.push(t);
         }
         Ok(inputs)

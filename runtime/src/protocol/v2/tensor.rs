@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use super::Parameters;
 use super::binary::{self, BINARY_DATA_SIZE, BinaryError, BinaryPart};
-use super::data::{DataSeed, WireData, base64_decode, capacity_hint, needs_base64};
+use super::data::{DataSeed, Reservation, WireData, base64_decode, needs_base64};
 
 /// The `parameters.content_type` value saying that BYTES elements are base64 text (as MLServer uses it).
 pub const BASE64_CONTENT_TYPE: &str = "base64";
@@ -143,13 +143,15 @@ enum PendingData {
 
 impl<'de> Deserialize<'de> for InferTensor {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        TensorSeed { binary: None }.deserialize(d)
+        TensorSeed { binary: None, reserve: &Reservation::unknown() }.deserialize(d)
     }
 }
 
-/// Decodes one tensor; `binary` is the binary part of the request, when it has one.
+/// Decodes one tensor; `binary` is the binary part of the request, when it has one; `reserve` what the
+/// request's data may still reserve up front.
 pub(super) struct TensorSeed<'s, 'b> {
     pub binary: Option<&'s mut BinaryPart<'b>>,
+    pub reserve: &'s Reservation,
 }
 
 impl<'de> DeserializeSeed<'de> for TensorSeed<'_, '_> {
@@ -185,7 +187,7 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
                         (Some(datatype), Some(input)) => PendingData::Decoded(map.next_value_seed(DataSeed {
                             datatype,
                             input,
-                            capacity: capacity_hint(shape.as_deref()),
+                            capacity: self.reserve.take(shape.as_deref()),
                         })?),
                         _ => PendingData::Raw(map.next_value()?),
                     });
@@ -234,7 +236,7 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
             }
             (Some(PendingData::Decoded(data)), None) => data,
             (Some(PendingData::Raw(raw)), None) => {
-                decode_raw(&raw, datatype, &name, capacity_hint(Some(&declared))).map_err(de::Error::custom)?
+                decode_raw(&raw, datatype, &name, self.reserve.take(Some(&declared))).map_err(de::Error::custom)?
             }
         };
         let tensor_is_base64 = parameters
