@@ -17,6 +17,8 @@
 //! - [`state`]: [`AppState`] (the store and the request [`Limits`]) shared by the handlers.
 //! - `http`: the REST handlers (v2 `health`, `metadata`, `infer`, `observe`, `repository`; `v1`) and the
 //!   middleware.
+//! - [`budget`]: the budget of request bodies in flight (`--max_inflight_body_bytes`).
+//! - [`server`]: the accept loop (connection limits, header timeout, graceful drain).
 //! - [`batch`]: dynamic batching for models that gain from it.
 //! - [`metrics`], [`drift`], [`feedback`]: Prometheus metrics, input drift, accuracy from feedback.
 //! - `watch`: the model folders' watcher (events and polling), which reloads the store.

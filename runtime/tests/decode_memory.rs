@@ -92,6 +92,32 @@ fn v1_instances_decode_within_three_times_their_size() {
     }
 }
 
+/// BYTES values take 24 bytes each beside their text: `["", "", …]` (3 bytes a value) would decode to 8× its
+/// size; decoding stops at 4× with a 400 instead.
+#[test]
+fn empty_strings_stop_at_four_times_their_size() {
+    let _one = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let n = 600_000;
+    let body = body("BYTES", n, 1, |_| "\"\"".to_owned());
+    let profiler = dhat::Profiler::builder().testing().build();
+    let e = InferRequest::from_body(&body, None).unwrap_err().to_string();
+    let peak = dhat::HeapStats::get().max_bytes;
+    drop(profiler);
+    assert!(e.contains("decodes to more than 4× its JSON"), "{e}");
+    let ratio = peak as f64 / body.len() as f64;
+    eprintln!("BYTES, empty strings: {} bytes, refused at a peak of {ratio:.2}× the body", body.len());
+    assert!(ratio <= 4.1, "{ratio:.2}×");
+    // Strings of a few characters decode.
+    let body = body_of_words(n / 4);
+    let ratio = decode_ratio(&body);
+    eprintln!("BYTES, 6-letter words: {} bytes, peak {ratio:.2}× the body", body.len());
+    assert!(ratio <= 4.0, "{ratio:.2}×");
+}
+
+fn body_of_words(n: usize) -> Vec<u8> {
+    body("BYTES", n, 1, |i| format!("\"w{:05}\"", i % 100_000))
+}
+
 #[test]
 fn one_digit_wide_values_decode_within_four_times_their_size() {
     let _one = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -21,32 +21,66 @@ pub(super) const MAX_PREALLOCATED: usize = 1 << 16;
 /// of `n` JSON bytes starts with `n / 2 + 1` (a value takes at least one digit and a separator): an honest
 /// shape is then reserved exactly (no growth by doubling, so decoding peaks at the data's own size),
 /// while the shapes of a dishonest request together never reserve more than its data could hold.
+///
+/// It also bounds what the decoded values may take in all, [`DECODED_PER_JSON_BYTE`] × the JSON's size: numbers
+/// never come near it (FP64 of one digit each take 4×), but a BYTES value takes 24 bytes beside its text, so
+/// `["", "", …]` would otherwise decode to 8× its size.
 #[derive(Debug)]
-pub(super) struct Reservation(std::cell::Cell<usize>);
+pub(super) struct Reservation {
+    values: std::cell::Cell<usize>,
+    bytes: std::cell::Cell<usize>,
+    limit: usize,
+}
+
+/// The most a request's decoded values may take, per byte of its JSON (plus 64 KiB).
+pub(super) const DECODED_PER_JSON_BYTE: usize = 4;
 
 impl Reservation {
     /// A reservation for a JSON text of `json_len` bytes.
     pub(super) fn for_json(json_len: usize) -> Self {
-        Reservation(std::cell::Cell::new(json_len / 2 + 1))
+        let limit = json_len.saturating_mul(DECODED_PER_JSON_BYTE).saturating_add(64 << 10);
+        Reservation { values: std::cell::Cell::new(json_len / 2 + 1), bytes: std::cell::Cell::new(limit), limit }
     }
 
     /// A reservation for a request whose size is unknown.
     pub(super) fn unknown() -> Self {
-        Reservation(std::cell::Cell::new(MAX_PREALLOCATED))
+        Reservation {
+            values: std::cell::Cell::new(MAX_PREALLOCATED),
+            bytes: std::cell::Cell::new(usize::MAX),
+            limit: usize::MAX,
+        }
+    }
+
+    /// Bytes the request's decoded values may still take.
+    fn left(&self) -> usize {
+        self.bytes.get()
+    }
+
+    /// Counts `bytes` of decoded values; `false` once the request's values take more than its limit.
+    fn spend(&self, bytes: usize) -> bool {
+        match self.bytes.get().checked_sub(bytes) {
+            Some(left) => {
+                self.bytes.set(left);
+                true
+            }
+            None => false,
+        }
     }
 
     /// How many elements to reserve for data of the declared `shape`, taken from what is left.
     pub(super) fn take(&self, shape: Option<&[i64]>) -> usize {
         let n = shape
             .and_then(|s| s.iter().try_fold(1usize, |acc, &d| usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))))
-            .map_or(0, |n| n.min(self.0.get()));
-        self.0.set(self.0.get() - n);
+            .map_or(0, |n| n.min(self.values.get()));
+        self.values.set(self.values.get() - n);
         n
     }
 }
 
 /// Decodes the `data` of input `input` as `datatype`.
 pub(super) struct DataSeed<'a> {
+    /// What the request may still reserve and decode.
+    pub reserve: &'a Reservation,
     /// The declared datatype.
     pub datatype: DataType,
     /// The input's name, for error messages.
@@ -59,29 +93,37 @@ impl<'de> DeserializeSeed<'de> for DataSeed<'_> {
     type Value = TensorData;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<TensorData, D::Error> {
-        let DataSeed { datatype, input, capacity } = self;
+        let DataSeed { reserve, datatype, input, capacity } = self;
         Ok(match datatype {
-            DataType::Bool => TensorData::Bool(decode(d, input, capacity)?),
-            DataType::Uint8 => TensorData::Uint8(decode(d, input, capacity)?),
-            DataType::Uint16 => TensorData::Uint16(decode(d, input, capacity)?),
-            DataType::Uint32 => TensorData::Uint32(decode(d, input, capacity)?),
-            DataType::Uint64 => TensorData::Uint64(decode(d, input, capacity)?),
-            DataType::Int8 => TensorData::Int8(decode(d, input, capacity)?),
-            DataType::Int16 => TensorData::Int16(decode(d, input, capacity)?),
-            DataType::Int32 => TensorData::Int32(decode(d, input, capacity)?),
-            DataType::Int64 => TensorData::Int64(decode(d, input, capacity)?),
-            DataType::Fp16 => TensorData::Fp16(decode(d, input, capacity)?),
-            DataType::Fp32 => TensorData::Fp32(decode(d, input, capacity)?),
-            DataType::Fp64 => TensorData::Fp64(decode(d, input, capacity)?),
-            DataType::Bytes => TensorData::Bytes(decode(d, input, capacity)?),
+            DataType::Bool => TensorData::Bool(decode(d, reserve, input, capacity)?),
+            DataType::Uint8 => TensorData::Uint8(decode(d, reserve, input, capacity)?),
+            DataType::Uint16 => TensorData::Uint16(decode(d, reserve, input, capacity)?),
+            DataType::Uint32 => TensorData::Uint32(decode(d, reserve, input, capacity)?),
+            DataType::Uint64 => TensorData::Uint64(decode(d, reserve, input, capacity)?),
+            DataType::Int8 => TensorData::Int8(decode(d, reserve, input, capacity)?),
+            DataType::Int16 => TensorData::Int16(decode(d, reserve, input, capacity)?),
+            DataType::Int32 => TensorData::Int32(decode(d, reserve, input, capacity)?),
+            DataType::Int64 => TensorData::Int64(decode(d, reserve, input, capacity)?),
+            DataType::Fp16 => TensorData::Fp16(decode(d, reserve, input, capacity)?),
+            DataType::Fp32 => TensorData::Fp32(decode(d, reserve, input, capacity)?),
+            DataType::Fp64 => TensorData::Fp64(decode(d, reserve, input, capacity)?),
+            DataType::Bytes => TensorData::Bytes(decode(d, reserve, input, capacity)?),
         })
     }
 }
 
-fn decode<'de, T: Element, D: Deserializer<'de>>(d: D, input: &str, capacity: usize) -> Result<Vec<T>, D::Error> {
+fn decode<'de, T: Element, D: Deserializer<'de>>(
+    d: D,
+    reserve: &Reservation,
+    input: &str,
+    capacity: usize,
+) -> Result<Vec<T>, D::Error> {
+    // Buffers count at their capacity: what is allocated, not what is filled.
+    let capacity = capacity.min(reserve.left() / std::mem::size_of::<T>().max(1));
+    let _ = reserve.spend(capacity * std::mem::size_of::<T>());
     let mut out = Vec::with_capacity(capacity);
     let mut nesting = Nesting::default();
-    d.deserialize_any(Node { out: &mut out, nesting: &mut nesting, depth: 0, input })?;
+    d.deserialize_any(Node { out: &mut out, nesting: &mut nesting, depth: 0, input, reserve })?;
     Ok(out)
 }
 
@@ -116,6 +158,11 @@ impl fmt::Display for Scalar<'_> {
 /// A tensor element type and the JSON values it accepts.
 trait Element: Sized {
     const DATATYPE: DataType;
+
+    /// Heap bytes one value holds beyond its own size (a BYTES value's text).
+    fn heap_bytes(&self) -> usize {
+        0
+    }
 
     /// Converts one value, or says why it does not fit, as a phrase completing "`300` at data index 3 …".
     fn from_scalar(v: Scalar<'_>) -> Result<Self, String>;
@@ -212,6 +259,10 @@ impl Element for Vec<u8> {
             _ => Err(wrong_kind(Self::DATATYPE, "a string")),
         }
     }
+
+    fn heap_bytes(&self) -> usize {
+        self.len()
+    }
 }
 
 /// The shape of nested data seen so far: every array at one depth must have the same length, and
@@ -258,6 +309,7 @@ struct Node<'a, T> {
     nesting: &'a mut Nesting,
     depth: usize,
     input: &'a str,
+    reserve: &'a Reservation,
 }
 
 impl<T: Element> Node<'_, T> {
@@ -270,6 +322,23 @@ impl<T: Element> Node<'_, T> {
         let index = self.out.len();
         let value = T::from_scalar(v)
             .map_err(|reason| E::custom(format!("input `{input}`: {v} at data index {index} {reason}")))?;
+        let size = std::mem::size_of::<T>().max(1);
+        let mut fits = self.reserve.spend(value.heap_bytes());
+        if fits && self.out.len() == self.out.capacity() {
+            // Grow by doubling, as `Vec` would, but never past what the request may still take.
+            let grow = self.out.capacity().max(16).min(self.reserve.left() / size);
+            fits = grow > 0 && self.reserve.spend(grow * size);
+            if fits {
+                self.out.reserve_exact(grow);
+            }
+        }
+        if !fits {
+            return Err(E::custom(format!(
+                "input `{input}`: the request's data decodes to more than {DECODED_PER_JSON_BYTE}× its JSON ({} bytes); \
+                 BYTES values take 24 bytes each beside their text: send fewer values per request",
+                self.reserve.limit
+            )));
+        }
         self.out.push(value);
         Ok(())
     }
@@ -315,9 +384,11 @@ impl<'de, T: Element> Visitor<'de> for Node<'_, T> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Node { out, nesting, depth, input } = self;
+        let Node { out, nesting, depth, input, reserve } = self;
         let mut len = 0usize;
-        while seq.next_element_seed(Node { out: &mut *out, nesting: &mut *nesting, depth: depth + 1, input })?.is_some()
+        while seq
+            .next_element_seed(Node { out: &mut *out, nesting: &mut *nesting, depth: depth + 1, input, reserve })?
+            .is_some()
         {
             len += 1;
         }

@@ -185,6 +185,7 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
                     let known = datatype.as_deref().and_then(DataType::parse);
                     data = Some(match (known, name.as_deref()) {
                         (Some(datatype), Some(input)) => PendingData::Decoded(map.next_value_seed(DataSeed {
+                            reserve: self.reserve,
                             datatype,
                             input,
                             capacity: self.reserve.take(shape.as_deref()),
@@ -236,7 +237,8 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
             }
             (Some(PendingData::Decoded(data)), None) => data,
             (Some(PendingData::Raw(raw)), None) => {
-                decode_raw(&raw, datatype, &name, self.reserve.take(Some(&declared))).map_err(de::Error::custom)?
+                let capacity = self.reserve.take(Some(&declared));
+                decode_raw(&raw, datatype, &name, self.reserve, capacity).map_err(de::Error::custom)?
             }
         };
         let tensor_is_base64 = parameters
@@ -262,9 +264,16 @@ impl<'de> Visitor<'de> for TensorSeed<'_, '_> {
 }
 
 /// Decodes `data` that arrived before the fields needed to type it.
-fn decode_raw(raw: &RawValue, datatype: DataType, input: &str, capacity: usize) -> Result<TensorData, String> {
+fn decode_raw(
+    raw: &RawValue,
+    datatype: DataType,
+    input: &str,
+    reserve: &Reservation,
+    capacity: usize,
+) -> Result<TensorData, String> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    let data = DataSeed { datatype, input, capacity }.deserialize(&mut de).map_err(|e| without_position(&e))?;
+    let seed = DataSeed { reserve, datatype, input, capacity };
+    let data = seed.deserialize(&mut de).map_err(|e| without_position(&e))?;
     de.end().map_err(|e| without_position(&e))?;
     Ok(data)
 }
