@@ -460,6 +460,24 @@ mod tests {
     }
 
     #[test]
+    fn a_load_past_its_deadline_is_abandoned() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r: Result<(), LoadError> = within(Duration::from_millis(50), move || {
+            // A load that never ends on its own (a read that blocks, say) until the test lets it go.
+            let _ = rx.recv();
+            Ok(())
+        });
+        let e = r.unwrap_err();
+        assert!(matches!(e, LoadError::TimedOut(_)), "{e}");
+        assert_eq!(e.to_string(), "loading took longer than 0.05 s (--load_timeout) and was abandoned");
+        let _ = tx.send(());
+        // A load within its deadline returns its result; a panicking one is an error, not a crash.
+        assert_eq!(within(Duration::from_secs(5), || Ok(7)).unwrap(), 7);
+        let e = within::<()>(Duration::from_secs(5), || panic!("boom")).unwrap_err();
+        assert_eq!(e.to_string(), "loading panicked: boom");
+    }
+
+    #[test]
     fn warm_up_failures_fail_the_version() {
         #[derive(Debug)]
         struct Refuses(ferroserve_formats::Signature);
