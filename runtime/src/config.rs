@@ -21,7 +21,16 @@ pub use crate::store::{ModelSource, VersionPolicy};
 
 /// The raw command line, as clap parses it; validate with `Config::try_from`.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ferroserve", version, about, rename_all = "snake_case", args_override_self = true)]
+#[command(
+    name = "ferroserve",
+    version,
+    about,
+    rename_all = "snake_case",
+    args_override_self = true,
+    after_help = "Sub-command:\n  ferroserve validate --url URL --model NAME   post-deployment checks of a running server \
+                  (see `ferroserve validate --help`)\n\nEvery flag can also be set by its environment variable \
+                  (MODEL_NAME, MODEL_DIR, …); docs/operations.md lists them all."
+)]
 pub struct Args {
     /// The name the model is served under (`/v2/models/{model_name}`); KServe passes the
     /// InferenceService's name.

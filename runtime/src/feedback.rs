@@ -10,7 +10,7 @@
 //! IsolationForest's `predict`, `true` from `is_anomaly`; a binary classifier's second class). The gauges
 //! `model_prediction_accuracy`, `model_prediction_precision` and `model_prediction_recall` follow.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use ferroserve_formats::{Label, LabelOutput, Tensor};
@@ -77,11 +77,31 @@ pub enum FeedbackError {
     /// An item does not fit its prediction.
     #[error("{0}")]
     Invalid(String),
-    /// None of the ids has a recorded prediction.
-    #[error(
-        "no prediction is recorded for id(s) {0}; send an `id` with the inference request and ask for its label output"
-    )]
-    Unknown(String),
+    /// None of the ids has a recorded prediction: never recorded (or forgotten), or already scored.
+    #[error("{}", unknown_message(.unrecorded, .scored))]
+    Unknown {
+        /// Ids never recorded, or forgotten since.
+        unrecorded: Vec<String>,
+        /// Ids whose prediction was already scored by earlier feedback.
+        scored: Vec<String>,
+    },
+}
+
+fn unknown_message(unrecorded: &[String], scored: &[String]) -> String {
+    let mut parts = Vec::new();
+    if !scored.is_empty() {
+        parts.push(format!(
+            "id(s) {} already received feedback (each prediction is scored once; send feedback for new predictions)",
+            scored.join(", ")
+        ));
+    }
+    if !unrecorded.is_empty() {
+        parts.push(format!(
+            "no prediction is recorded for id(s) {}; send an `id` with the inference request and ask for its label output",
+            unrecorded.join(", ")
+        ));
+    }
+    parts.join("; ")
 }
 
 #[derive(Debug)]
@@ -104,6 +124,9 @@ struct Inner {
     predictions: HashMap<(String, String), Recorded>,
     order: VecDeque<(String, String)>,
     outcomes: HashMap<(String, String), VecDeque<Outcome>>,
+    /// Ids scored recently (at most `capacity`), to tell "already scored" from "never recorded".
+    scored: HashSet<(String, String)>,
+    scored_order: VecDeque<(String, String)>,
 }
 
 /// Recorded predictions and the scores of feedback on them.
@@ -132,6 +155,7 @@ impl Feedback {
         let positive = label.positive.clone();
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (model.to_owned(), id.to_owned());
+        inner.scored.remove(&key);
         if inner.predictions.insert(key.clone(), Recorded { version: version.to_owned(), labels, positive }).is_none() {
             inner.order.push_back(key);
         }
@@ -190,12 +214,21 @@ impl Feedback {
             }
         }
         if known.is_empty() {
-            return Err(FeedbackError::Unknown(unknown.join(", ")));
+            let (scored, unrecorded) =
+                unknown.into_iter().partition(|id| inner.scored.contains(&(model.to_owned(), id.clone())));
+            return Err(FeedbackError::Unknown { unrecorded, scored });
         }
         let mut touched = Vec::new();
         let mut scored = 0;
         for (key, item) in known.into_iter().zip(items.iter().filter(|i| !unknown.contains(&i.id))) {
             let Some(p) = inner.predictions.remove(&key) else { continue };
+            if inner.scored.insert(key.clone()) {
+                inner.scored_order.push_back(key.clone());
+            }
+            while inner.scored_order.len() > self.config.capacity {
+                let Some(oldest) = inner.scored_order.pop_front() else { break };
+                inner.scored.remove(&oldest);
+            }
             let version_key = (model.to_owned(), p.version.clone());
             let window = inner.outcomes.entry(version_key.clone()).or_default();
             for (predicted, actual) in p.labels.iter().zip(&item.labels) {
@@ -283,8 +316,16 @@ mod tests {
         assert_eq!(s.precision, Some(0.5));
         assert_eq!(s.recall, Some(1.0 / 3.0));
         assert_eq!(metrics.accuracy.with_label_values(&["m", "v1"]).get(), 0.5);
-        // Scored once: the same id again is unknown.
-        assert!(matches!(f.score("m", &[item("a", &[1, 1, 1, 1])], &metrics), Err(FeedbackError::Unknown(_))));
+        // Scored once: the same id again is refused, saying it was already scored.
+        let e = f.score("m", &[item("a", &[1, 1, 1, 1]), item("nope", &[1])], &metrics).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "id(s) a already received feedback (each prediction is scored once; send feedback for new predictions); \
+             no prediction is recorded for id(s) nope; send an `id` with the inference request and ask for its label output"
+        );
+        // A new prediction under the same id can be scored again.
+        f.record("m", "v1", detector().as_ref(), "a", &predict(&[1]));
+        assert_eq!(f.score("m", &[item("a", &[1])], &metrics).unwrap().scored, 1);
     }
 
     #[test]
@@ -307,7 +348,7 @@ mod tests {
             let classifier = LabelOutput::new("predict", None);
             f.record("m", "v1", Some(&classifier), &i.to_string(), &predict(&[1]));
         }
-        assert!(matches!(f.score("m", &[item("0", &[1])], &metrics), Err(FeedbackError::Unknown(_))), "forgotten");
+        assert!(matches!(f.score("m", &[item("0", &[1])], &metrics), Err(FeedbackError::Unknown { .. })), "forgotten");
         let r = f.score("m", &[item("7", &[0]), item("8", &[1]), item("9", &[1])], &metrics).unwrap();
         assert_eq!(r.versions["v1"].labelled, 2, "the window keeps the last 2 rows");
         assert_eq!(r.versions["v1"].accuracy, 1.0);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_formats::LoadOptions;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::budget::BodyBudget;
 use crate::config::{Config, ConnectionLimits, WatchConfig, WatchMode};
@@ -108,9 +108,13 @@ impl AppState {
             .resolve()
             .map_err(|e| Error::InvalidArg { flag: "--device", reason: format!("`{}`: {e}", config.device) })?;
         match &device.fallback {
-            // `auto` on a CPU-only build or machine is the expected case, not a warning.
+            // `auto` on a CPU-only build or machine is the expected case: not worth a line at every start (most
+            // servers hold no LSTM at all).
             Some(reason) => {
-                info!(requested = %config.device, device = %device.choice, reason = %reason, "candle models run on the CPU")
+                debug!(requested = %config.device, device = %device.choice, reason = %reason, "candle models run on the CPU")
+            }
+            None if device.choice == ferroserve_formats::lstm::DeviceChoice::Cpu => {
+                debug!(requested = %config.device, "candle models run on the CPU");
             }
             None => info!(requested = %config.device, device = %device.choice, "candle models run on this device"),
         }

@@ -27,7 +27,11 @@ use crate::store::zeros;
 
 /// `ferroserve validate`'s flags.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ferroserve validate", about = "Post-deployment checks of a v2 server and one of its models")]
+#[command(
+    name = "ferroserve validate",
+    bin_name = "ferroserve validate",
+    about = "Post-deployment checks of a v2 server and one of its models"
+)]
 pub struct ValidateArgs {
     /// The server's base URL (`http://host:port`).
     #[arg(long)]

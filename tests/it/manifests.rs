@@ -4,7 +4,8 @@
 //!   and the binary cannot drift apart;
 //! - every manifest validates against the `openAPIV3Schema` of KServe v0.20.0's CRDs (types, required
 //!   fields, enums, and no unknown fields, which Kubernetes would silently prune). The CRDs are read
-//!   from `$KSERVE_CRD_DIR` (set by `.ci/run`); without it that check is reported as skipped.
+//!   from `$KSERVE_CRD_DIR`; that test is `#[ignore]`d (cargo reports it as ignored, with the reason) and
+//!   `.ci/run` runs it with `--ignored` where the CRDs are available.
 
 use std::path::{Path, PathBuf};
 
@@ -230,11 +231,10 @@ fn crd_schema(dir: &Path, kind: &str, version: &str) -> Option<Value> {
 }
 
 #[test]
+#[ignore = "needs KServe v0.20.0's CRDs in $KSERVE_CRD_DIR; .ci/run runs it with --ignored"]
 fn manifests_validate_against_kserve_crds() {
-    let Some(dir) = std::env::var_os("KSERVE_CRD_DIR") else {
-        eprintln!("skipped: KSERVE_CRD_DIR is not set, so KServe's CRD schemas are not available");
-        return;
-    };
+    let dir = std::env::var_os("KSERVE_CRD_DIR")
+        .expect("KSERVE_CRD_DIR names the folder of KServe's CRD YAML files (serving.kserve.io_*.yaml)");
     let dir = PathBuf::from(dir);
     let mut checked = 0;
     for (file, doc) in manifests() {

@@ -245,7 +245,7 @@ struct Bars(Option<ProgressBar>);
 impl Progress for Bars {
     fn start(&mut self, step: Step, total: u64) {
         let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({elapsed})") {
+        if let Ok(style) = ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({elapsed}, ETA {eta})") {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(step.to_string());
@@ -272,8 +272,20 @@ impl Progress for Bars {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+/// Runs the command; an error is one line on standard error (with its causes) and exit code 1, never a stack
+/// trace, whatever `RUST_BACKTRACE` says: every error here is the user's to fix, and says how.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferroserve-train: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Synth(args) => synth_command(args),
         Command::IsolationForest(args) => isolation_forest_command(args),
         Command::LstmAutoencoder(args) => lstm_autoencoder_command(args),
@@ -290,6 +302,22 @@ fn main() -> anyhow::Result<()> {
 fn reference_command(args: &ReferenceArgs) -> anyhow::Result<()> {
     if !args.model_dir.is_dir() {
         bail!("{} is not a folder", args.model_dir.display());
+    }
+    // `reference` writes into one version (unlike promote/canary/rollback, which take the folder of versions).
+    let versions = layout::version_dirs(&args.model_dir).unwrap_or_default();
+    if let Some(last) = versions.last() {
+        bail!(
+            "{} holds version folders ({}): --model-dir of `reference` is one version's folder, e.g. {}",
+            args.model_dir.display(),
+            versions.iter().map(|v| format!("{}/", v.name)).collect::<Vec<_>>().join(", "),
+            last.path.display()
+        );
+    }
+    if layout::find_artifact(&args.model_dir).ok().flatten().is_none() {
+        bail!(
+            "{} holds no model: --model-dir of `reference` is the folder of one model version",
+            args.model_dir.display()
+        );
     }
     let options = DatasetOptions {
         features: args.features.clone(),
@@ -406,8 +434,17 @@ fn synth_command(args: SynthArgs) -> anyhow::Result<()> {
         interval_secs: args.interval_secs,
     };
     let data = synth::generate(&config)?;
+    let anomalies = data.rows.iter().filter(|r| r.is_anomaly()).count();
     match &args.out {
-        Some(path) => data.write_file(path)?,
+        Some(path) => {
+            data.write_file(path)?;
+            println!(
+                "{}: {} rows, {anomalies} labelled anomalies (seed {})",
+                path.display(),
+                data.rows.len(),
+                args.seed
+            );
+        }
         None => {
             let stdout = std::io::stdout().lock();
             match data.write_csv(std::io::BufWriter::new(stdout)) {

@@ -72,6 +72,6 @@ pub(crate) async fn feedback(
     match state.feedback().score(&model, &items, state.metrics()) {
         Ok(r) => Ok(Json(r)),
         Err(FeedbackError::Invalid(e)) => Err(ApiError::BadRequest(e)),
-        Err(e @ FeedbackError::Unknown(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ FeedbackError::Unknown { .. }) => Err(ApiError::NotFound(e.to_string())),
     }
 }

@@ -30,3 +30,15 @@ fn invalid_flags_exit_non_zero_naming_the_flag() {
     let out = run(&["--log_format", "xml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn help_names_the_validate_sub_command_and_its_usage() {
+    let out = run(&["--help"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("ferroserve validate --url URL --model NAME"), "{stdout}");
+    let out = run(&["validate", "--help"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("Usage: ferroserve validate"), "{stdout}");
+}

@@ -151,7 +151,7 @@ fn synth_writes_the_same_bytes_to_stdout_and_to_a_file() {
         dir.path(),
         &["synth", "--rows", "50", "--seed", "3", "--start", "2026-03-01T12:00:00Z", "--interval-secs", "30"],
     );
-    ok(
+    let summary = ok(
         dir.path(),
         &[
             "synth",
@@ -168,6 +168,10 @@ fn synth_writes_the_same_bytes_to_stdout_and_to_a_file() {
         ],
     );
     assert_eq!(stdout.as_bytes(), std::fs::read(dir.path().join("s.csv")).unwrap());
+    // Writing a file says what it wrote.
+    let label = stdout.lines().next().unwrap().split(',').position(|c| c == "label").unwrap();
+    let anomalies = stdout.lines().skip(1).filter(|l| l.split(',').nth(label) == Some("1")).count();
+    assert_eq!(summary, format!("s.csv: 50 rows, {anomalies} labelled anomalies (seed 3)\n"));
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 51);
     assert!(lines[1].starts_with("2026-03-01T12:00:00Z,") && lines[2].starts_with("2026-03-01T12:00:30Z,"));
@@ -212,4 +216,49 @@ fn bad_data_fails_clearly_and_writes_nothing() {
     );
     let out = run(dir.path(), &["isolation-forest", "--data", "bad.csv", "--out", "model", "--git-commit", "main"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--git-commit `main`"));
+}
+
+/// User errors are one line on standard error and exit code 1, never a stack trace, even with
+/// `RUST_BACKTRACE=1` set.
+#[test]
+fn user_errors_print_no_stack_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferroserve-train"))
+        .args(["isolation-forest", "--data", "missing.csv", "--out", "model"])
+        .current_dir(dir.path())
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("ferroserve-train: missing.csv: No such file"), "{stderr}");
+    assert!(!stderr.contains("Stack backtrace") && !stderr.contains("stack backtrace"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// `reference` takes one version's folder: pointed at the folder of versions (as promote/canary take), it
+/// says so and writes nothing.
+#[test]
+fn reference_refuses_the_folder_of_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["synth", "--seed", "5", "--rows", "500", "--out", "metrics.csv"]);
+    ok(dir.path(), &["isolation-forest", "--data", "metrics.csv", "--out", "model", "--n-estimators", "10"]);
+    let out = run(dir.path(), &["reference", "--data", "metrics.csv", "--model-dir", "model"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "model holds version folders (v1/): --model-dir of `reference` is one version's folder, e.g. model/v1"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("model").join(METADATA_JSON).exists());
+    let out = run(dir.path(), &["reference", "--data", "metrics.csv", "--model-dir", "."]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no model"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join(METADATA_JSON).exists());
+    ok(dir.path(), &["reference", "--data", "metrics.csv", "--model-dir", "model/v1"]);
 }
