@@ -8,6 +8,8 @@
 //!   [`layout::VersionWriter`].
 //! - [`manifest`]: `model.json`, the native artifact's description.
 //! - [`metadata`]: `metadata.json`, the MLOps record and training reference distribution.
+//! - [`serving`]: `serving.json`, a versioned model's default version and canary.
+//! - [`drift`]: input drift against a feature's training distribution (Kolmogorov–Smirnov).
 //! - [`artifact`]: native artifact save/load ([`NativeModel`]) and [`load_model`] for any artifact.
 //! - [`model`]: the [`Model`] trait, signatures, and tabular input assembly.
 //! - [`tensor`]: typed tensors ([`Tensor`], [`TensorData`], [`DataType`]).
@@ -20,6 +22,7 @@
 //! - [`lightgbm`]: LightGBM text models (native `model.txt` / `model.bst`, and the booster inside a
 //!   pickled scikit-learn wrapper).
 //! - [`lstm`]: the LSTM autoencoder (PyTorch weights, candle inference on CPU or CUDA).
+//! - [`torch`]: `torch.save` files (zip and legacy) read as data into a `state_dict`.
 //! - [`files`]: opening model files (regular files only, never blocking, within a size limit).
 //! - [`error`]: the crate's [`Error`].
 #![warn(missing_docs)]

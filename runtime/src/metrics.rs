@@ -178,7 +178,7 @@ impl Metrics {
             m.registry.register(c).expect("metric names are unique");
         }
         // Exported at 0 from the start, so that rate() and alerts see them before the first rejection.
-        for reason in ["overloaded", "timeout"] {
+        for reason in ["overloaded", "timeout", "body_budget"] {
             m.shed.with_label_values(&[reason]);
         }
         #[cfg(target_os = "linux")]

@@ -61,6 +61,7 @@ impl FromRequest<AppState> for RawBody {
             } else if is::<tower_http::timeout::TimeoutError>(&*e) {
                 ApiError::BodyTimeout(state.connections().body_read_timeout)
             } else if is::<OverBudget>(&*e) {
+                state.metrics().rejected("body_budget");
                 ApiError::BodyBudget { limit: budget.limit() }
             } else {
                 ApiError::BadRequest(format!("cannot read the request body: {e}"))

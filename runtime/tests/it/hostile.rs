@@ -266,6 +266,17 @@ async fn large_concurrent_bodies_stay_within_the_budget() {
         statuses.push(status);
     }
     assert!(statuses.contains(&400), "{statuses:?}");
+    // Each refusal is counted.
+    let refused = statuses.iter().filter(|&&s| s == 503).count();
+    let metrics = server
+        .client
+        .request(hyper::Request::get(format!("http://{}/metrics", server.addr)).body(Full::new(Bytes::new())).unwrap());
+    let text = metrics.await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(
+        text.contains(&format!("ferroserve_requests_rejected_total{{reason=\"body_budget\"}} {refused}\n")),
+        "{refused} refusals: {text}"
+    );
     // Small requests are never refused for the budget, and the budget is free again afterwards.
     server.wait_for("good", "v1").await;
     let (status, answer, _) = server.send("POST", "/v2/models/good/infer", body.clone()).await;
