@@ -11,7 +11,8 @@ use crate::dataset::Dataset;
 use crate::error::Result;
 use crate::evaluation::{Evaluation, unlabelled_metrics};
 use crate::isolation_forest::{FittedIsolationForest, IsolationForestConfig, score};
-use crate::output::{model_name_of, rfc3339, write_version};
+use crate::output::{model_name_of, rfc3339, write_version_with};
+use crate::plot::PLOT_SVG;
 use crate::progress::Progress;
 
 /// `validation_status` of a freshly trained version: the platform's pipeline validates it later.
@@ -89,7 +90,7 @@ pub fn train_isolation_forest(
         evaluation.as_ref().map_or_else(|| unlabelled_metrics(&flagged), Evaluation::to_metrics);
     fitted.training_scores = Some(scores);
 
-    let metadata = ModelMetadata {
+    let mut metadata = ModelMetadata {
         model_name: options.model_name.clone().or_else(|| model_name_of(&options.model_dir)),
         created_at: Some(rfc3339(options.created_at)),
         training_command: options.training_command.clone(),
@@ -101,8 +102,22 @@ pub fn train_isolation_forest(
         reference_distribution: Some(data.reference_distribution()),
         ..ModelMetadata::default()
     };
+    metadata.extra.insert("plot".to_owned(), PLOT_SVG.into());
+    let plot = crate::plot::histogram(
+        "Training scores (score_samples); red: flagged as anomalies",
+        "score_samples (lower is more anomalous)",
+        fitted.training_scores.as_deref().unwrap_or_default(),
+        offset,
+        false,
+        40,
+    );
     let model = NativeModel::IsolationForest(fitted.model.clone());
-    let path = write_version(&options.model_dir, options.version, &model, &metadata)?;
+    let path = write_version_with(&options.model_dir, options.version, &metadata, |dir| {
+        model.save(dir)?;
+        let file = dir.join(PLOT_SVG);
+        std::fs::write(&file, plot).map_err(|e| ferroserve_formats::Error::Io { path: file, source: e })?;
+        Ok(())
+    })?;
     let metadata = ModelMetadata { version: version_name(&path), ..metadata };
     Ok(TrainedVersion { path, fitted, metadata, evaluation })
 }

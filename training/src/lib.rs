@@ -25,6 +25,7 @@
 //! - [`dataset`]: CSV → feature columns, labels, time range and content hash ([`Dataset`]).
 //! - [`isolation_forest`]: scikit-learn's IsolationForest fitting ([`IsolationForestConfig`]).
 //! - [`evaluation`]: accuracy, precision, recall, F1 against labels ([`Evaluation`]).
+//! - [`plot`]: the SVG plot written beside `metadata.json` (loss per epoch, training score histogram).
 //! - [`output`]: atomic version writing ([`write_version`]) and provenance (time, command, commit).
 //! - [`job`]: one training run end to end ([`train_isolation_forest`]).
 //! - [`lstm_autoencoder`]: the LSTM autoencoder's training loop ([`train_lstm_autoencoder`]).
@@ -42,6 +43,7 @@ pub mod isolation_forest;
 pub mod job;
 pub mod lstm_autoencoder;
 pub mod output;
+pub mod plot;
 pub mod progress;
 mod rng;
 pub mod synth;

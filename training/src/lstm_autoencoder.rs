@@ -270,7 +270,7 @@ pub fn train_lstm_autoencoder(
 
     let model_cfg = LstmAutoencoderConfig { threshold: Some(threshold), ..model_cfg };
     let tensors = snapshot(&varmap)?;
-    let metadata = ModelMetadata {
+    let mut metadata = ModelMetadata {
         model_name: options.model_name.clone().or_else(|| model_name_of(&options.model_dir)),
         created_at: Some(rfc3339(options.created_at)),
         training_command: options.training_command.clone(),
@@ -282,8 +282,13 @@ pub fn train_lstm_autoencoder(
         reference_distribution: Some(data.reference_distribution()),
         ..ModelMetadata::default()
     };
+    metadata.extra.insert("plot".to_owned(), crate::plot::PLOT_SVG.into());
+    let plot = crate::plot::loss_curve(&curve.train, &curve.validation, curve.best_epoch);
     let path = write_version_with(&options.model_dir, options.version, &metadata, |dir| {
-        Ok(save_pytorch(dir, &model_cfg, &tensors)?)
+        save_pytorch(dir, &model_cfg, &tensors)?;
+        let file = dir.join(crate::plot::PLOT_SVG);
+        std::fs::write(&file, plot).map_err(|e| ferroserve_formats::Error::Io { path: file, source: e })?;
+        Ok(())
     })?;
     let version = path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
     let metadata = ModelMetadata { version, ..metadata };

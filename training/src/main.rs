@@ -313,7 +313,8 @@ fn reference_command(args: &ReferenceArgs) -> anyhow::Result<()> {
             last.path.display()
         );
     }
-    if layout::find_artifact(&args.model_dir).ok().flatten().is_none() {
+    let described = args.model_dir.join(ferroserve_formats::layout::METADATA_JSON).exists();
+    if !described && layout::find_artifact(&args.model_dir).ok().flatten().is_none() {
         bail!(
             "{} holds no model: --model-dir of `reference` is the folder of one model version",
             args.model_dir.display()

@@ -82,9 +82,11 @@ fn two_runs_give_byte_identical_files() {
             "models/detector/v1/metadata.json",
             "models/detector/v1/model.json",
             "models/detector/v1/model.safetensors",
+            "models/detector/v1/training.svg",
             "models/detector/v2/metadata.json",
             "models/detector/v2/model.json",
             "models/detector/v2/model.safetensors",
+            "models/detector/v2/training.svg",
         ]
     );
     for ((name, x), (_, y)) in files.iter().zip(crate::tree_bytes(b.path())) {

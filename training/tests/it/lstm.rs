@@ -68,6 +68,10 @@ fn learns_and_writes_what_the_server_loads() {
     assert_eq!(meta.created_at.as_deref(), Some("2026-01-12T00:00:00Z"));
     let perf = meta.performance_metrics.unwrap();
     assert_eq!(perf.extra["loss_curve"]["epochs_run"], 3);
+    // The loss curve is drawn beside metadata.json, which names it.
+    assert_eq!(meta.extra["plot"], "training.svg");
+    let svg = std::fs::read_to_string(t.path.join("training.svg")).unwrap();
+    assert!(svg.starts_with("<svg ") && svg.contains("Loss per epoch"), "{svg}");
     assert!(perf.f1_score.is_some(), "synth data is labelled");
     assert_eq!(meta.hyperparameters.unwrap()["hidden_size"], 8);
     assert_eq!(meta.training_data.unwrap().rows, Some(300));
@@ -81,7 +85,7 @@ fn a_seed_gives_identical_bytes() {
     let b = train(&root.path().join("b/m"), &d, &tiny());
     let (ta, tb) = (crate::tree_bytes(&a.path), crate::tree_bytes(&b.path));
     let differ: Vec<&str> = ta.iter().zip(&tb).filter(|(x, y)| x != y).map(|(x, _)| x.0.as_str()).collect();
-    assert!(ta.len() == 3 && tb.len() == 3 && differ.is_empty(), "files differ: {differ:?}");
+    assert!(ta.len() == 4 && tb.len() == 4 && differ.is_empty(), "files differ: {differ:?}");
     let c = train(&root.path().join("c"), &d, &LstmTrainingConfig { seed: 6, ..tiny() });
     let bytes = |p: &Path| std::fs::read(p.join(MODEL_SAFETENSORS)).unwrap();
     assert_ne!(bytes(&a.path), bytes(&c.path));
