@@ -26,13 +26,16 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
-    match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match run(config).await {
+        Ok(()) => 0,
         Err(e) => {
             error!(error = format!("{e:#}"), "ferroserve failed");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // Exit now: returning would drop the runtime, which waits for the blocking pool, where a model folder may still
+    // be loading (up to --load_timeout). The drain is over; nothing is left to finish.
+    std::process::exit(code)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
