@@ -10,7 +10,8 @@ storageUri. Then, against that container, over real sockets:
    last followed by `podman stop -t 30` and exit code 0);
 2. liveness, v2 metadata and inference, v1 predict, with the example model's known answers;
 3. hot-swap: a new version renamed into the mounted folder on the host side is served;
-4. canary: a `serving.json` written on the mount splits unpinned requests exactly;
+4. canary: the in-process rollout Job (rollout/in-process/rollout-job.yaml: `ferroserve-train canary` from the same
+   image, in a container of its own) writes `serving.json` on the mount; unpinned requests split exactly;
 5. the process as the host's /proc sees it: uid/gid 65532, no capabilities, no_new_privs, seccomp; the log
    (stderr) is JSON lines (LOG_FORMAT=json);
 6. `podman stop -t 30` (SIGTERM) ends the container with exit code 0.
@@ -43,6 +44,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_YAML = ROOT / "servingruntime-manifests" / "servingruntime.yaml"
+ROLLOUT_JOB = ROOT / "servingruntime-manifests" / "rollout" / "in-process" / "rollout-job.yaml"
 EXAMPLE_MODEL = ROOT / "examples" / "models" / "anomaly-detector"
 MODEL = "anomaly-detector"
 # KServe mounts the model storage here; the ServingRuntime's --model_dir points at it.
@@ -278,10 +280,21 @@ def log_start_to_ready(log: str) -> list[float]:
     return out
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.rename(tmp, path)
+def rollout_job(path: Path, models: Path, version: str, percent: str) -> tuple[list[str], list[str]]:
+    """podman options and argv for the in-process rollout Job's container, with its --version and --percent set."""
+    with path.open(encoding="utf-8") as f:
+        job = next(d for d in yaml.safe_load_all(f) if d and d.get("kind") == "Job")
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    argv = list(c["args"])
+    for flag, value in (("--version", version), ("--percent", percent)):
+        argv[argv.index(flag) + 1] = value
+    # The Job mounts the PVC at /mnt/models and names the model folder below it.
+    model_dir = Path(argv[argv.index("--model-dir") + 1])
+    mount = c["volumeMounts"][0]["mountPath"]
+    if model_dir.parent != Path(mount):
+        raise CheckFailed(f"{path.name}: --model-dir {model_dir} is not a folder of the mount {mount}")
+    opts = ["--entrypoint", json.dumps(c["command"]), "--volume", f"{models}:{model_dir}"]
+    return opts, argv
 
 
 def main() -> int:
@@ -357,15 +370,22 @@ def main() -> int:
         check(v3_scores != V2_SCORES and outputs(body)["predict"] == PREDICT,
               f"v3 answers with its own trees: score_samples {v3_scores}")
 
-        print("canary: serving.json on the mount:")
-        write_atomically(models / "serving.json",
-                         json.dumps({"default": "v2", "canary": {"version": "v3", "percent": 50}}))
+        print("canary: serving.json written on the mount by the rollout Job's container (same image):")
+        job_opts, job_argv = rollout_job(ROLLOUT_JOB, models, version="v3", percent="50")
+        # The Job runs as the image's user and writes on the PVC: the volume is that user's.
+        os.chown(models, 65532, 65532)
+        print(f"podman run --rm {' '.join(ulimits + job_opts)} {args.image} {' '.join(job_argv)}")
+        said = podman.run("run", "--rm", "--name", f"{name}-rollout", *ulimits, *job_opts, args.image, *job_argv,
+                          timeout=120)
+        check("serving.json: " in said and "v3" in said, f"ferroserve-train in the image: {said.strip()}")
+        written = json.loads((models / "serving.json").read_text(encoding="utf-8"))
+        check(written.get("canary") == {"version": "v3", "percent": 50}, f"serving.json on the mount: {written}")
 
         def both_loaded() -> bool:
             s, _, b = client.json("GET", f"/v2/models/{MODEL}")
             return s == 200 and sorted(b["versions"]) == ["v2", "v3"]
 
-        wait_until("serving.json loads v2 beside v3", both_loaded)
+        wait_until("the server loads v2 beside v3", both_loaded)
         seen = {"v2": 0, "v3": 0}
         for _ in range(20):
             status, hdrs, body = v2_infer(client)
