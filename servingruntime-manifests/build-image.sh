@@ -56,7 +56,7 @@ echo "== cargo build --release (host)" >&2
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 rootfs=$ctx/rootfs
-mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$ctx/home/nonroot"
+mkdir -p "$rootfs/usr/local/bin" "$rootfs/etc" "$rootfs/home" "$ctx/home/nonroot"
 for bin in ferroserve ferroserve-train; do
   # Stripped copies: the release profile's line tables stay in target/ for profiling on the host.
   strip --strip-all -o "$rootfs/usr/local/bin/$bin" "$target/release/$bin"
@@ -64,7 +64,8 @@ for bin in ferroserve ferroserve-train; do
 done
 
 # The shared objects the dynamic loader maps, at the paths it looks for them (the loader itself at the binaries'
-# ELF interpreter path). `ldd` lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)", "/lib64/ld-linux… (0x…)".
+# ELF interpreter path). `ldd` lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)",
+# "/lib64/ld-linux-x86-64.so.2 (0x…)".
 libs=()
 for bin in ferroserve ferroserve-train; do
   out=$(ldd "$target/release/$bin")
@@ -73,15 +74,22 @@ for bin in ferroserve ferroserve-train; do
     grep 'not found' <<<"$out" >&2
     exit 1
   fi
-  while read -r lib; do libs+=("$lib"); done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$out")
+  while read -r lib; do
+    libs+=("$lib")
+  done < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$out")
 done
-mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sort -u)
-((${#libs[@]})) || { echo "build-image.sh: ldd found no libraries (a static binary needs this script changed)" >&2; exit 1; }
+mapfile -t libs < <(printf '%s\n' "${libs[@]}" | sed '/^$/d' | sort -u)
+if ((${#libs[@]} == 0)); then
+  echo "build-image.sh: ldd found no libraries (a static binary needs this script changed)" >&2
+  exit 1
+fi
 for lib in "${libs[@]}"; do
   mkdir -p "$rootfs$(dirname "$lib")"
   cp -L "$lib" "$rootfs$lib"
   echo "  $lib" >&2
-  if command -v dpkg >/dev/null && pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null || dpkg -S "$lib" 2>/dev/null); then
+  # dpkg records the path as packaged (/lib/… on a merged /usr), so ask for both spellings.
+  if command -v dpkg >/dev/null &&
+    pkg=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null); then
     pkg=${pkg%%:*}
     if [[ -f /usr/share/doc/$pkg/copyright ]]; then
       mkdir -p "$rootfs/usr/share/doc/$pkg"

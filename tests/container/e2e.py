@@ -107,7 +107,8 @@ def serving_runtime_container(path: Path) -> dict:
 
 def quantity_bytes(q: str) -> int:
     """A Kubernetes memory quantity (`512Mi`, `1G`, `1048576`) in bytes."""
-    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
+             "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
     for suffix, factor in units.items():
         if q.endswith(suffix):
             return int(float(q[: -len(suffix)]) * factor)
@@ -200,7 +201,8 @@ class Client:
         finally:
             conn.close()
 
-    def json(self, method: str, path: str, body: object = None, headers: dict | None = None) -> tuple[int, dict, object]:
+    def json(self, method: str, path: str, body: object = None,
+             headers: dict | None = None) -> tuple[int, dict, object]:
         status, hdrs, raw = self.request(method, path, body, headers)
         return status, hdrs, json.loads(raw) if raw else None
 

@@ -30,8 +30,9 @@ skip() {
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
   if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     echo "== installing podman and runc (apt)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc >/dev/null ||
-      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc >/dev/null; } ||
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q podman runc >/dev/null ||
+      { apt-get update -q >/dev/null && apt-get install -y -q podman runc >/dev/null; } ||
       skip "podman is not installed and apt-get could not install it"
   elif command -v apt-get >/dev/null && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
     echo "== installing podman and runc (sudo apt)"
