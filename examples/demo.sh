@@ -39,8 +39,8 @@ done
 curl -sf "$url/v2/health/ready" >/dev/null || { echo "the server never became ready" >&2; exit 1; }
 echo "ready: $(curl -s "$url/v2/repository/index" -X POST -d '{}')"
 
-row='[52.3, 61.8, 180.2, 0.004, 0, 410.5]'
-spike='[98.7, 97.1, 2400.0, 0.31, 3, 35.0]'
+row='[35, 59, 90, 0.005, 0, 185]'
+spike='[97, 95, 2400, 0.4, 3, 320]'
 say "KServe v2: POST /v2/models/anomaly-detector/infer (a normal minute and a spike)"
 curl -s "$url/v2/models/anomaly-detector/infer" -d "{\"inputs\": [{\"name\": \"input-0\", \"shape\": [2, 6],
   \"datatype\": \"FP32\", \"data\": [$row, $spike]}]}"
