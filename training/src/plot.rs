@@ -109,7 +109,11 @@ pub fn loss_curve(train: &[f64], validation: &[f64], best_epoch: usize) -> Strin
             .filter(|(_, v)| v.is_finite())
             .map(|(i, v)| format!("{:.1},{:.1}", f.px((i + 1) as f64), f.py(*v)))
             .collect();
-        let _ = writeln!(f.svg, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, points.join(" "));
+        let _ = writeln!(
+            f.svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
     }
     if let Some(v) = validation.get(best_epoch.wrapping_sub(1)) {
         #[allow(clippy::cast_precision_loss)]
