@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_formats::LoadOptions;
+use tokio::sync::Semaphore;
 use tracing::info;
 
 use crate::config::{Config, ConnectionLimits, WatchConfig, WatchMode};
@@ -60,6 +61,9 @@ pub struct AppState {
     feedback: Arc<Feedback>,
     predict_proba: bool,
     connections: ConnectionLimits,
+    /// Model requests in flight, over every protocol: `max_concurrency` permits, shared by the REST
+    /// router's limit and the gRPC service, so that the bound is the server's, not each port's.
+    concurrency: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             feedback,
             predict_proba: false,
             connections: ConnectionLimits::default(),
+            concurrency: Arc::new(Semaphore::new(limits.max_concurrency)),
         }
     }
 
@@ -120,6 +125,7 @@ impl AppState {
             feedback: Arc::new(Feedback::new(config.feedback)),
             predict_proba: config.predict_proba,
             connections: config.connections,
+            concurrency: Arc::new(Semaphore::new(config.max_concurrency)),
         })
     }
 
@@ -165,6 +171,11 @@ impl AppState {
     /// Whether v1 `:predict` answers `predict_proba` for models that have it.
     pub fn predict_proba(&self) -> bool {
         self.predict_proba
+    }
+
+    /// The permits of model requests in flight (`max_concurrency` of them), shared by every protocol.
+    pub fn concurrency(&self) -> &Arc<Semaphore> {
+        &self.concurrency
     }
 
     /// The predictions kept for feedback.
