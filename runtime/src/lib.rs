@@ -209,7 +209,8 @@ pub async fn serve_listeners(
     let grpc = async {
         match grpc {
             Some(listener) => {
-                server::serve(listener, grpc::router(state), connections, until(stopped))
+                let router = grpc::router(state, stopped.clone());
+                server::serve(listener, router, connections, until(stopped))
                     .instrument(tracing::info_span!("grpc"))
                     .await
             }

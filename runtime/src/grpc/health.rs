@@ -10,10 +10,13 @@
 //!
 //! Any other name is NOT_FOUND for `Check` and SERVICE_UNKNOWN for `Watch`, as the protocol says
 //! (<https://github.com/grpc/grpc/blob/master/doc/health-checking.md>).
+//!
+//! Once the server drains, every name but `live` is NOT_SERVING, and `Watch` streams send that and
+//! end, as grpc-go's health server does: a stream left open would hold the drain to its deadline.
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -26,27 +29,37 @@ use crate::store::ModelStore;
 /// reloads do not notify).
 const WATCH_POLL: Duration = Duration::from_secs(1);
 
-/// The health service over `store`.
-pub fn service(store: ModelStore) -> HealthServer<HealthService> {
-    HealthServer::new(HealthService { store })
+/// The health service over `store`; `draining` turns `true` when the server starts its drain.
+pub fn service(store: ModelStore, draining: watch::Receiver<bool>) -> HealthServer<HealthService> {
+    HealthServer::new(HealthService { store, draining })
 }
 
 /// `grpc.health.v1.Health` over a store (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct HealthService {
     store: ModelStore,
+    draining: watch::Receiver<bool>,
 }
 
 impl HealthService {
     /// The status of `service`, `None` for a name the server does not know.
     fn status(&self, service: &str) -> Option<ServingStatus> {
         match service {
-            "" | super::SERVICE | "ready" => {
-                Some(if self.store.is_ready() { ServingStatus::Serving } else { ServingStatus::NotServing })
-            }
+            "" | super::SERVICE | "ready" => Some(if self.store.is_ready() && !*self.draining.borrow() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }),
             "live" => Some(ServingStatus::Serving),
             _ => None,
         }
+    }
+}
+
+/// Resolves when the drain starts; never when nobody can start it.
+async fn drained(draining: &mut watch::Receiver<bool>) {
+    if draining.wait_for(|d| *d).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -76,6 +89,7 @@ impl Health for HealthService {
         let this = self.clone();
         tokio::spawn(async move {
             let mut ready = this.store.subscribe_ready();
+            let mut draining = this.draining.clone();
             let mut last = None;
             loop {
                 let status = this.status(&service).unwrap_or(ServingStatus::ServiceUnknown);
@@ -85,8 +99,12 @@ impl Health for HealthService {
                     }
                     last = Some(status);
                 }
+                if *draining.borrow() {
+                    return;
+                }
                 tokio::select! {
                     changed = ready.changed() => if changed.is_err() { return },
+                    () = drained(&mut draining) => {}
                     () = tokio::time::sleep(WATCH_POLL) => {}
                     () = tx.closed() => return,
                 }

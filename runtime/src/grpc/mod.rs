@@ -30,6 +30,7 @@ pub mod proto {
 }
 
 use axum::Router;
+use tokio::sync::watch;
 use tonic::service::Routes;
 
 use crate::state::AppState;
@@ -41,12 +42,14 @@ pub const SERVICE: &str = "inference.GRPCInferenceService";
 /// The gRPC services over `state`, as an axum router for [`crate::server::serve`]:
 /// `inference.GRPCInferenceService` and `grpc.health.v1.Health`.
 ///
-/// Messages larger than `--max_body_bytes` are refused (RESOURCE_EXHAUSTED), as REST refuses such
-/// bodies. Needs a tokio runtime: the health service follows readiness in a task, which ends when the
-/// router is dropped.
-pub fn router(state: AppState) -> Router {
+/// `draining` turns `true` when the server starts draining: the health service then answers
+/// NOT_SERVING and ends its `Watch` streams (a receiver whose sender is gone never drains).
+///
+/// Messages larger than `--max_body_bytes` are refused before they are decoded (OUT_OF_RANGE, tonic's
+/// code for it), as REST refuses such bodies with 413.
+pub fn router(state: AppState, draining: watch::Receiver<bool>) -> Router {
     let limit = state.limits().max_body_bytes;
-    let health = health::service(state.store().clone());
+    let health = health::service(state.store().clone(), draining);
     let inference = GrpcInferenceServiceServer::new(service::Inference::new(state))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
