@@ -1,11 +1,12 @@
-//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) or KServe v1 server over HTTP/1.1 keep-alive
-//! and reports throughput and latency percentiles.
+//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) or KServe v1 server over HTTP/1.1 keep-alive,
+//! or the Open Inference Protocol over gRPC, and reports throughput and latency percentiles.
 //!
 //! ```text
 //! ferroserve-load run --url http://127.0.0.1:8080 --model anomaly-detector --concurrency 16 --duration 10s
 //! ferroserve-load run ... --mode open --rate 2000           # requests scheduled at a fixed rate
 //! ferroserve-load run ... --rows 1000 --body binary          # binary tensor data extension
 //! ferroserve-load run ... --protocol v1                      # KServe v1: {"instances": ...} to /v1/models/{m}:predict
+//! ferroserve-load run --url http://127.0.0.1:8081 ... --protocol grpc --body binary   # gRPC ModelInfer, raw tensors
 //! ferroserve-load table results/*.json                       # a Markdown table
 //! ferroserve-load plot --out latency.svg results/*.json      # latency percentiles per run, as SVG
 //! ```
@@ -17,7 +18,10 @@
 //!   Dispatch follows the schedule in the tokio timer's 1 ms ticks, so requests leave in small bursts.
 //!
 //! - **protocol**: v2 (the default) posts `inputs` to `/v2/models/{m}/infer`, as JSON `data` or binary tensors; v1
-//!   posts the same rows as `{"instances": [[f1, f2, ...], ...]}` to `/v1/models/{m}:predict` (JSON only).
+//!   posts the same rows as `{"instances": [[f1, f2, ...], ...]}` to `/v1/models/{m}:predict` (JSON only); grpc
+//!   calls `inference.GRPCInferenceService/ModelInfer` on the gRPC port, the rows as typed `fp32_contents`
+//!   (`--body json`) or as `raw_input_contents` (`--body binary`, what Triton's client sends), each closed-loop
+//!   connection an HTTP/2 connection of its own (as each REST one is an HTTP/1.1 connection of its own).
 //!
 //! A request counts as an error unless it is answered 200 (and, with `--expect-output`, the body names that
 //! output; in v1, the body is JSON whose `predictions` array has one entry per row sent). Warm-up requests are not
@@ -29,6 +33,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use ferroserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use ferroserve::grpc::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use ferroserve::grpc::proto::{InferTensorContents, ModelInferRequest};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -79,14 +86,16 @@ enum Protocol {
     V2,
     /// KServe v1: `POST /v1/models/{m}:predict` with `instances`, answered with `predictions` (JSON only).
     V1,
+    /// The Open Inference Protocol over gRPC: `ModelInfer` (`--url` is the gRPC port).
+    Grpc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum BodyKind {
-    /// JSON `data`.
+    /// JSON `data` (gRPC: typed contents).
     Json,
-    /// The binary tensor data extension, for the input and the output.
+    /// The binary tensor data extension, for the input and the output (gRPC: raw contents).
     Binary,
 }
 
@@ -255,6 +264,7 @@ fn endpoint(args: &RunArgs) -> String {
     let base = args.url.trim_end_matches('/');
     match (args.protocol, &args.version) {
         (Protocol::V1, _) => format!("{base}/v1/models/{}:predict", args.model),
+        (Protocol::Grpc, _) => base.to_owned(),
         (Protocol::V2, Some(v)) => format!("{base}/v2/models/{}/versions/{v}/infer", args.model),
         (Protocol::V2, None) => format!("{base}/v2/models/{}/infer", args.model),
     }
@@ -264,7 +274,90 @@ fn endpoint(args: &RunArgs) -> String {
 fn body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
     match args.protocol {
         Protocol::V1 => v1_body(rows),
-        Protocol::V2 => v2_body(args, rows),
+        Protocol::V2 | Protocol::Grpc => v2_body(args, rows),
+    }
+}
+
+type GrpcClient = GrpcInferenceServiceClient<tonic::transport::Channel>;
+
+/// The gRPC `ModelInfer` request for `rows`: raw contents for `--body binary`, else typed.
+fn grpc_request(args: &RunArgs, rows: &[Vec<f32>]) -> ModelInferRequest {
+    let features = rows.first().map_or(0, Vec::len);
+    let values: Vec<f32> = rows.iter().flatten().copied().collect();
+    let (contents, raw) = match args.body {
+        BodyKind::Json => (Some(InferTensorContents { fp32_contents: values, ..Default::default() }), Vec::new()),
+        BodyKind::Binary => (None, vec![Bytes::from(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())]),
+    };
+    ModelInferRequest {
+        model_name: args.model.clone(),
+        model_version: args.version.clone().unwrap_or_default(),
+        inputs: vec![InferInputTensor {
+            name: args.input_name.clone(),
+            datatype: "FP32".to_owned(),
+            shape: vec![rows.len() as i64, features as i64],
+            parameters: Default::default(),
+            contents,
+        }],
+        outputs: args
+            .output
+            .iter()
+            .map(|o| InferRequestedOutputTensor { name: o.clone(), parameters: Default::default() })
+            .collect(),
+        raw_input_contents: raw,
+        ..Default::default()
+    }
+}
+
+/// Where and what one connection sends: a REST request, or a gRPC call.
+// One per connection, never in a collection that its size would bloat.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum Target {
+    Http { client: HttpClient, uri: hyper::Uri, body: Arc<Body> },
+    Grpc { client: GrpcClient, request: Arc<ModelInferRequest> },
+}
+
+/// What every connection sends, prepared once.
+#[derive(Debug, Clone)]
+enum Prepared {
+    Http { uri: hyper::Uri, body: Arc<Body> },
+    Grpc { url: String, request: Arc<ModelInferRequest> },
+}
+
+impl Prepared {
+    fn new(args: &RunArgs) -> anyhow::Result<Self> {
+        let rows = rows(args)?;
+        let path = endpoint(args);
+        Ok(match args.protocol {
+            Protocol::Grpc => Prepared::Grpc { url: path, request: Arc::new(grpc_request(args, &rows)) },
+            Protocol::V1 | Protocol::V2 => Prepared::Http {
+                uri: path.parse().with_context(|| format!("bad URL {path}"))?,
+                body: Arc::new(body(args, &rows)),
+            },
+        })
+    }
+
+    /// A target on a connection of its own (`pool`: HTTP keeps at most one idle connection).
+    async fn connect(&self, one_connection: bool) -> anyhow::Result<Target> {
+        Ok(match self {
+            Prepared::Http { uri, body } => {
+                let mut builder = Client::builder(TokioExecutor::new());
+                if one_connection {
+                    builder.pool_max_idle_per_host(1);
+                }
+                Target::Http { client: builder.build_http(), uri: uri.clone(), body: Arc::clone(body) }
+            }
+            Prepared::Grpc { url, request } => {
+                let channel = tonic::transport::Endpoint::from_shared(url.clone())
+                    .with_context(|| format!("bad URL {url}"))?
+                    .tcp_nodelay(true)
+                    .connect()
+                    .await
+                    .with_context(|| format!("connecting to {url}"))?;
+                let client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+                Target::Grpc { client, request: Arc::clone(request) }
+            }
+        })
     }
 }
 
@@ -319,7 +412,7 @@ impl Check {
     fn new(args: &RunArgs) -> Self {
         match args.protocol {
             Protocol::V1 => Check::V1 { rows: args.rows },
-            Protocol::V2 => Check::V2 { expect_output: args.expect_output.clone() },
+            Protocol::V2 | Protocol::Grpc => Check::V2 { expect_output: args.expect_output.clone() },
         }
     }
 }
@@ -379,7 +472,28 @@ fn check_answer(check: &Check, status: hyper::StatusCode, bytes: &[u8]) -> Resul
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Sends one request; `Err` with a short reason unless the answer passes `check`.
-async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, check: &Check) -> Result<(), String> {
+async fn send(target: &mut Target, check: &Check) -> Result<(), String> {
+    match target {
+        Target::Http { client, uri, body } => send_http(client, uri, body, check).await,
+        Target::Grpc { client, request } => {
+            let response = client
+                .model_infer((**request).clone())
+                .await
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+            match check {
+                Check::V2 { expect_output: Some(name) }
+                    if !response.get_ref().outputs.iter().any(|o| o.name == *name) =>
+                {
+                    Err(format!("OK without output `{name}`"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Sends one REST request.
+async fn send_http(client: &HttpClient, uri: &hyper::Uri, body: &Body, check: &Check) -> Result<(), String> {
     let request = hyper::Request::post(uri.clone());
     // One content type: `header` appends, so a binary body must not also say JSON.
     let request = match body.json_len {
@@ -438,20 +552,18 @@ impl Tally {
 
 async fn run(args: RunArgs) -> anyhow::Result<Report> {
     check_args(&args)?;
-    let path = endpoint(&args);
-    let uri: hyper::Uri = path.parse().with_context(|| format!("bad URL {path}"))?;
-    let body = Arc::new(body(&args, &rows(&args)?));
+    let prepared = Prepared::new(&args)?;
     let check = Check::new(&args);
     // One request first: a wrong URL or model fails fast and clearly.
-    let probe = Client::builder(TokioExecutor::new()).build_http();
-    send(&probe, &uri, &body, &check).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
+    let mut probe = prepared.connect(false).await?;
+    send(&mut probe, &check).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
 
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let end = measure_from + args.duration;
     let tally = match args.mode {
-        Mode::Closed => closed(&args, &uri, &body, &check, measure_from, end).await,
-        Mode::Open => open(&args, &uri, &body, &check, measure_from, end).await?,
+        Mode::Closed => closed(&args, &prepared, &check, measure_from, end).await?,
+        Mode::Open => open(&args, probe, &check, measure_from, end).await?,
     };
     let seconds = args.duration.as_secs_f64();
     let h = &tally.latency;
@@ -486,17 +598,16 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
 
 async fn closed(
     args: &RunArgs,
-    uri: &hyper::Uri,
-    body: &Arc<Body>,
+    prepared: &Prepared,
     check: &Check,
     measure_from: Instant,
     end: Instant,
-) -> Tally {
+) -> anyhow::Result<Tally> {
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (uri, body, check) = (uri.clone(), Arc::clone(body), check.clone());
-        // Its own client: one keep-alive connection per task.
-        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+        let check = check.clone();
+        // Its own client: one keep-alive connection (HTTP/1.1) or one HTTP/2 connection (gRPC) per task.
+        let mut target = prepared.connect(true).await?;
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             loop {
@@ -504,7 +615,7 @@ async fn closed(
                 if t0 >= end {
                     return tally;
                 }
-                let outcome = send(&client, &uri, &body, &check).await;
+                let outcome = send(&mut target, &check).await;
                 if t0 >= measure_from {
                     tally.record(t0.elapsed(), outcome);
                 }
@@ -517,13 +628,13 @@ async fn closed(
             all.merge(t);
         }
     }
-    all
+    Ok(all)
 }
 
+/// Requests on `target`'s client (HTTP: its pool of connections; gRPC: one multiplexed HTTP/2 connection).
 async fn open(
     args: &RunArgs,
-    uri: &hyper::Uri,
-    body: &Arc<Body>,
+    target: Target,
     check: &Check,
     measure_from: Instant,
     end: Instant,
@@ -531,7 +642,6 @@ async fn open(
     if args.rate.is_nan() || args.rate <= 0.0 {
         bail!("--rate must be positive");
     }
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let outstanding = Arc::new(tokio::sync::Semaphore::new(args.max_outstanding.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Result<(), String>)>();
@@ -550,10 +660,9 @@ async fn open(
         let dispatched = Instant::now();
         match Arc::clone(&outstanding).try_acquire_owned() {
             Ok(permit) => {
-                let (client, uri, body, check, tx) =
-                    (client.clone(), uri.clone(), Arc::clone(body), check.clone(), tx.clone());
+                let (mut target, check, tx) = (target.clone(), check.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let outcome = send(&client, &uri, &body, &check).await;
+                    let outcome = send(&mut target, &check).await;
                     drop(permit);
                     if measured {
                         // From dispatch: waiting for a connection is part of it, the harness's timer tick is not.
@@ -606,6 +715,7 @@ fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::V2 => "v2",
         Protocol::V1 => "v1",
+        Protocol::Grpc => "grpc",
     }
 }
 
