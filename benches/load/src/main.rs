@@ -849,6 +849,26 @@ mod tests {
     }
 
     #[test]
+    fn grpc_requests_carry_the_same_rows_typed_or_raw() {
+        let rows = vec![vec![1.5f32, -2.0, 3.25], vec![0.0, 4.0, 5.5]];
+        let typed = grpc_request(&args(BodyKind::Json, 2), &rows);
+        let raw = grpc_request(&args(BodyKind::Binary, 2), &rows);
+        for r in [&typed, &raw] {
+            assert_eq!(r.model_name, "m");
+            assert_eq!(r.inputs[0].shape, vec![2, 3]);
+            assert_eq!(r.inputs[0].datatype, "FP32");
+            assert_eq!(r.outputs[0].name, "predict");
+        }
+        let flat: Vec<f32> = rows.concat();
+        assert_eq!(typed.inputs[0].contents.as_ref().unwrap().fp32_contents, flat);
+        assert!(typed.raw_input_contents.is_empty());
+        assert!(raw.inputs[0].contents.is_none());
+        let decoded: Vec<f32> =
+            raw.raw_input_contents[0].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(decoded, flat);
+    }
+
+    #[test]
     fn json_and_binary_bodies_follow_the_protocol() {
         let a = args(BodyKind::Json, 2);
         let b = body(&a, &[vec![1.0, 2.0], vec![3.0, 4.5]]);
