@@ -697,9 +697,11 @@ fn markdown_row(r: &Report) -> String {
         Mode::Closed => format!("{} conn", r.concurrency),
         Mode::Open => format!("{} req/s", r.rate.unwrap_or(0.0)),
     };
-    let body = match r.body {
-        BodyKind::Json => "JSON",
-        BodyKind::Binary => "binary",
+    let body = match (r.protocol, r.body) {
+        (Protocol::Grpc, BodyKind::Json) => "typed",
+        (Protocol::Grpc, BodyKind::Binary) => "raw",
+        (_, BodyKind::Json) => "JSON",
+        (_, BodyKind::Binary) => "binary",
     };
     let protocol = protocol_name(r.protocol);
     let l = &r.latency_ms;
