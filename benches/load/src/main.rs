@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use ferroserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use ferroserve::grpc::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use ferroserve::grpc::proto::{InferTensorContents, ModelInferRequest};
 use hdrhistogram::Histogram;
@@ -119,9 +118,13 @@ struct RunArgs {
     /// Closed loop (concurrency) or open loop (rate).
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
     mode: Mode,
-    /// Connections, each sending back to back (closed loop).
+    /// Connections, each sending back to back (closed loop); gRPC: callers, each sending back to back.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// gRPC only: the HTTP/2 connections the callers share (closed loop), as a gRPC client shares its channel; 0 gives
+    /// each caller a connection of its own, as HTTP/1.1 needs.
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
     /// Requests per second (open loop).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
@@ -186,6 +189,9 @@ struct Report {
     protocol: Protocol,
     mode: Mode,
     concurrency: usize,
+    /// gRPC: the HTTP/2 connections the callers shared (absent: one each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connections: Option<usize>,
     rate: Option<f64>,
     rows: usize,
     body: BodyKind,
@@ -245,6 +251,9 @@ fn rows(args: &RunArgs) -> anyhow::Result<Vec<Vec<f32>>> {
 
 /// Refuses options the chosen protocol has no place for, rather than ignoring them.
 fn check_args(args: &RunArgs) -> anyhow::Result<()> {
+    if args.connections > 0 && args.protocol != Protocol::Grpc {
+        bail!("--connections shares HTTP/2 connections between gRPC callers; HTTP/1.1 needs one per caller");
+    }
     if args.protocol == Protocol::V1 {
         if args.body == BodyKind::Binary {
             bail!("--body binary is v2's binary tensor data extension; KServe v1 is JSON only (use --body json)");
@@ -278,8 +287,6 @@ fn body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
     }
 }
 
-type GrpcClient = GrpcInferenceServiceClient<tonic::transport::Channel>;
-
 /// The gRPC `ModelInfer` request for `rows`: raw contents for `--body binary`, else typed.
 fn grpc_request(args: &RunArgs, rows: &[Vec<f32>]) -> ModelInferRequest {
     let features = rows.first().map_or(0, Vec::len);
@@ -308,20 +315,93 @@ fn grpc_request(args: &RunArgs, rows: &[Vec<f32>]) -> ModelInferRequest {
     }
 }
 
+/// One HTTP/2 connection to a gRPC server, driven with the `h2` crate itself, as lean as the REST side's HTTP/1.1
+/// client: tonic's `Channel` adds a buffer task and a balancer per call, and hyper's HTTP/2 client a task per request
+/// body, load-generator work that the cores the server shares with this harness would pay for, and that REST does
+/// not. Cheap to clone: clones share the connection, each call a stream of its own.
+#[derive(Debug, Clone)]
+struct GrpcConnection {
+    send: h2::client::SendRequest<Bytes>,
+    /// `{url}/inference.GRPCInferenceService/ModelInfer`.
+    uri: hyper::Uri,
+}
+
+impl GrpcConnection {
+    async fn open(url: &str) -> anyhow::Result<Self> {
+        let uri: hyper::Uri =
+            format!("{}/inference.GRPCInferenceService/ModelInfer", url.trim_end_matches('/')).parse()?;
+        let authority = uri.authority().with_context(|| format!("{url} names no host"))?.as_str().to_owned();
+        let stream =
+            tokio::net::TcpStream::connect(&authority).await.with_context(|| format!("connecting to {url}"))?;
+        stream.set_nodelay(true)?;
+        let (send, connection) = h2::client::handshake(stream).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(GrpcConnection { send, uri })
+    }
+
+    /// One unary call of `message` (a length-prefixed protobuf message, as gRPC frames it): the answer's message,
+    /// or why there is none.
+    async fn call(&mut self, message: &Bytes) -> Result<Bytes, String> {
+        let connection = |e: h2::Error| format!("connection: {e}");
+        let mut send = self.send.clone().ready().await.map_err(connection)?;
+        let request = hyper::Request::post(self.uri.clone())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .map_err(|e| e.to_string())?;
+        let (response, mut body) = send.send_request(request, false).map_err(connection)?;
+        body.send_data(message.clone(), true).map_err(connection)?;
+        let response = response.await.map_err(connection)?;
+        if response.status() != 200 {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let (head, mut body) = response.into_parts();
+        let mut framed = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(connection)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            framed.extend_from_slice(&chunk);
+        }
+        // A call that fails at once answers with its status in the headers ("trailers-only").
+        let trailers = body.trailers().await.map_err(connection)?.unwrap_or_default();
+        let status = trailers.get("grpc-status").or_else(|| head.headers.get("grpc-status"));
+        if status.is_none_or(|s| s != "0") {
+            let message = trailers.get("grpc-message").or_else(|| head.headers.get("grpc-message"));
+            return Err(format!(
+                "grpc-status {}: {}",
+                status.and_then(|s| s.to_str().ok()).unwrap_or("missing"),
+                message.and_then(|m| m.to_str().ok()).unwrap_or("")
+            ));
+        }
+        Ok(Bytes::from(framed.split_off(framed.len().min(5))))
+    }
+}
+
+/// `message` framed as gRPC sends it: not compressed, its length (4 bytes, big-endian), the message.
+fn grpc_frame(message: &[u8]) -> Bytes {
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(message);
+    Bytes::from(framed)
+}
+
 /// Where and what one connection sends: a REST request, or a gRPC call.
 // One per connection, never in a collection that its size would bloat.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 enum Target {
     Http { client: HttpClient, uri: hyper::Uri, body: Arc<Body> },
-    Grpc { client: GrpcClient, request: Arc<ModelInferRequest> },
+    Grpc { connection: GrpcConnection, request: Bytes },
 }
 
 /// What every connection sends, prepared once.
 #[derive(Debug, Clone)]
 enum Prepared {
     Http { uri: hyper::Uri, body: Arc<Body> },
-    Grpc { url: String, request: Arc<ModelInferRequest> },
+    Grpc { url: String, request: Bytes },
 }
 
 impl Prepared {
@@ -329,7 +409,10 @@ impl Prepared {
         let rows = rows(args)?;
         let path = endpoint(args);
         Ok(match args.protocol {
-            Protocol::Grpc => Prepared::Grpc { url: path, request: Arc::new(grpc_request(args, &rows)) },
+            Protocol::Grpc => {
+                let message = prost::Message::encode_to_vec(&grpc_request(args, &rows));
+                Prepared::Grpc { url: path, request: grpc_frame(&message) }
+            }
             Protocol::V1 | Protocol::V2 => Prepared::Http {
                 uri: path.parse().with_context(|| format!("bad URL {path}"))?,
                 body: Arc::new(body(args, &rows)),
@@ -348,14 +431,7 @@ impl Prepared {
                 Target::Http { client: builder.build_http(), uri: uri.clone(), body: Arc::clone(body) }
             }
             Prepared::Grpc { url, request } => {
-                let channel = tonic::transport::Endpoint::from_shared(url.clone())
-                    .with_context(|| format!("bad URL {url}"))?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
-                    .with_context(|| format!("connecting to {url}"))?;
-                let client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-                Target::Grpc { client, request: Arc::clone(request) }
+                Target::Grpc { connection: GrpcConnection::open(url).await?, request: request.clone() }
             }
         })
     }
@@ -475,14 +551,12 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 async fn send(target: &mut Target, check: &Check) -> Result<(), String> {
     match target {
         Target::Http { client, uri, body } => send_http(client, uri, body, check).await,
-        Target::Grpc { client, request } => {
-            let response = client
-                .model_infer((**request).clone())
-                .await
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        Target::Grpc { connection, request } => {
+            let answer = connection.call(request).await?;
             match check {
+                // An output's name is in the message as its UTF-8 bytes.
                 Check::V2 { expect_output: Some(name) }
-                    if !response.get_ref().outputs.iter().any(|o| o.name == *name) =>
+                    if !answer.windows(name.len()).any(|w| w == name.as_bytes()) =>
                 {
                     Err(format!("OK without output `{name}`"))
                 }
@@ -576,6 +650,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
         protocol: args.protocol,
         mode: args.mode,
         concurrency: args.concurrency,
+        connections: (args.protocol == Protocol::Grpc && args.connections > 0).then_some(args.connections),
         rate: (args.mode == Mode::Open).then_some(args.rate),
         rows: args.rows,
         body: args.body,
@@ -604,10 +679,21 @@ async fn closed(
     end: Instant,
 ) -> anyhow::Result<Tally> {
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
+    // `--connections` shared HTTP/2 connections (gRPC), else one per task.
+    let mut shared = Vec::new();
+    if args.protocol == Protocol::Grpc {
+        for _ in 0..args.connections {
+            shared.push(prepared.connect(true).await?);
+        }
+    }
+    for i in 0..args.concurrency.max(1) {
         let check = check.clone();
-        // Its own client: one keep-alive connection (HTTP/1.1) or one HTTP/2 connection (gRPC) per task.
-        let mut target = prepared.connect(true).await?;
+        // Its own client: one keep-alive connection (HTTP/1.1) or one HTTP/2 connection (gRPC) per task, unless
+        // gRPC callers share theirs.
+        let mut target = match shared.get(i % shared.len().max(1)) {
+            Some(t) => t.clone(),
+            None => prepared.connect(true).await?,
+        };
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             loop {
@@ -694,7 +780,10 @@ fn markdown_header() -> &'static str {
 
 fn markdown_row(r: &Report) -> String {
     let load = match r.mode {
-        Mode::Closed => format!("{} conn", r.concurrency),
+        Mode::Closed => match r.connections {
+            Some(n) => format!("{} calls / {n} conn", r.concurrency),
+            None => format!("{} conn", r.concurrency),
+        },
         Mode::Open => format!("{} req/s", r.rate.unwrap_or(0.0)),
     };
     let body = match (r.protocol, r.body) {
@@ -913,6 +1002,7 @@ mod tests {
             protocol: Protocol::V2,
             mode: Mode::Closed,
             concurrency: 16,
+            connections: None,
             rate: None,
             rows: 1,
             body: BodyKind::Json,
