@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Single-row throughput of Ferroserve over gRPC against REST, in one run on this machine: the example
 # anomaly-detector (IsolationForest, 200 trees) served by one release ferroserve on 127.0.0.1, loaded by
-# ferroserve-load in closed loop over REST (JSON, binary) and gRPC (raw tensors as Triton's client sends them,
-# typed contents), at 1, 8 and 16 connections. Prints a Markdown table; the server is stopped by its PID on exit.
+# ferroserve-load in closed loop at 1, 8 and 16 callers over REST (JSON; binary tensors) and gRPC (raw tensors as
+# Triton's client sends them, one HTTP/2 connection per caller as REST has; typed contents; raw with every caller on
+# one HTTP/2 connection, as a gRPC client shares its channel). The scenarios take turns, repeated, so that a change
+# in the machine's load hits them alike; the table gives the median of the repetitions. The server is stopped by
+# its PID on exit.
 #
-#   benches/peers/grpc_vs_rest.sh            2 s warm-up, 10 s per scenario (about 4 minutes)
-#   benches/peers/grpc_vs_rest.sh --quick    0.5 s warm-up, 2 s per scenario
+#   benches/peers/grpc_vs_rest.sh            1 s warm-up, 5 s per scenario, 3 repetitions (about 5 minutes)
+#   benches/peers/grpc_vs_rest.sh --quick    0.5 s warm-up, 2 s per scenario, 1 repetition
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-warmup=2s
-duration=10s
+warmup=1s
+duration=5s
+reps=3
 if [[ ${1:-} == --quick ]]; then
   warmup=500ms
   duration=2s
+  reps=1
 fi
 out=$(mktemp -d)
 pid=
@@ -36,19 +41,46 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
-run() { # name url args...
-  local name=$1 url=$2
-  shift 2
+run() { # name rep url args...
+  local name=$1 rep=$2 url=$3
+  shift 3
   "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
-    --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --out "$out/$name.json" "$@" >/dev/null
+    --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --expect-output predict \
+    --out "$out/$name.$rep.json" "$@" >/dev/null
 }
-for c in 1 8 16; do
-  run "rest-json-c$c" "http://127.0.0.1:$http" --concurrency "$c"
-  run "rest-binary-c$c" "http://127.0.0.1:$http" --concurrency "$c" --body binary
-  run "grpc-raw-c$c" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body binary
-  run "grpc-typed-c$c" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body json
+for rep in $(seq 1 "$reps"); do
+  for c in 1 8 16; do
+    run "REST JSON|$c" "$rep" "http://127.0.0.1:$http" --concurrency "$c"
+    run "gRPC raw|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body binary
+    run "REST binary|$c" "$rep" "http://127.0.0.1:$http" --concurrency "$c" --body binary --output predict
+    run "gRPC typed|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body json
+    run "gRPC raw, 1 connection|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body binary \
+      --connections 1
+  done
 done
-"$target/release/ferroserve-load" table "$out"/rest-json-c*.json "$out"/rest-binary-c*.json "$out"/grpc-raw-c*.json \
-  "$out"/grpc-typed-c*.json
+python3 - "$out" "$reps" <<'PY'
+import glob, json, os, statistics, sys
+out, reps = sys.argv[1], sys.argv[2]
+runs = {}
+for f in glob.glob(os.path.join(out, "*.json")):
+    r = json.load(open(f))
+    name, c = r["label"].split("|")
+    runs.setdefault((int(c), name), []).append(r)
+order = ["REST JSON", "REST binary", "gRPC raw", "gRPC typed", "gRPC raw, 1 connection"]
+print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON |")
+print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+for c in sorted({c for c, _ in runs}):
+    base = statistics.median(r["throughput_rps"] for r in runs[(c, "REST JSON")])
+    for name in order:
+        rs = runs.get((c, name), [])
+        if not rs:
+            continue
+        t = [r["throughput_rps"] for r in rs]
+        med = statistics.median(t)
+        p50 = statistics.median(r["latency_ms"]["p50"] for r in rs)
+        p99 = statistics.median(r["latency_ms"]["p99"] for r in rs)
+        errors = sum(r["errors"] for r in rs)
+        print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× |")
+PY
 echo
-echo "$(nproc) vCPUs ($(lscpu | sed -n 's/^Model name: *//p')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$(nproc) vCPUs ($(lscpu | sed -n 's/^Model name: *//p')), load average after the run $(cut -d' ' -f1-3 /proc/loadavg)"
