@@ -123,7 +123,7 @@ def free_port():
 def serve(doc, binary, port):
     start = blocks(doc, "sh")[0].strip()
     args = shlex.split(start.split(" -- ", 1)[1])
-    server = subprocess.Popen([binary, *args, "--http_port", str(port)], cwd=ROOT,
+    server = subprocess.Popen([binary, *args, "--http_port", str(port), "--grpc_port", str(free_port())], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:

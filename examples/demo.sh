@@ -2,7 +2,7 @@
 # The whole loop in one command, on a copy of the example repository: build once, serve, call the models over
 # KServe v2 and v1, start a canary of v2 beside v1 and watch the split, roll it back, read the metrics.
 #
-#   examples/demo.sh            # PORT=18080 by default; nothing outside 127.0.0.1 is touched
+#   examples/demo.sh            # PORT=18080 and GRPC_PORT=18081 by default; nothing outside 127.0.0.1 is touched
 #
 # Needs cargo and curl. The server it starts is stopped when the script ends, however it ends.
 set -euo pipefail
@@ -28,7 +28,7 @@ cp -r examples/models "$work/models"
 model="$work/models/anomaly-detector"
 
 say "serving a copy of examples/models on $url (log: $work/server.log)"
-"$ferroserve" --model_repository "$work/models" --host 127.0.0.1 --http_port "$port" \
+"$ferroserve" --model_repository "$work/models" --host 127.0.0.1 --http_port "$port" --grpc_port "${GRPC_PORT:-18081}" \
   --watch_interval 300ms --watch_debounce 50ms >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 300); do

@@ -1,4 +1,4 @@
-"""The HTTP section of docs/benchmarks.md from a run of benches/peers/run.sh."""
+"""The HTTP and gRPC section of docs/benchmarks.md from a run of benches/peers/run.sh."""
 
 import glob
 import json
@@ -23,6 +23,17 @@ def ratio(scenario, key="throughput_rps"):
     return f"{f[key] / m[key]:.0f}×"
 
 
+def grpc_vs_rest():
+    pairs = []
+    for c, rest in ((1, "1-row-c1"), (8, "2-row-c8"), (16, "3-row-c16")):
+        g = runs.get(f"7-row-c{c}-grpc", {}).get("ferroserve")
+        r = runs.get(rest, {}).get("ferroserve")
+        if g and r and r["throughput_rps"]:
+            pairs.append(f"{c} conn {g['throughput_rps']:.0f} vs {r['throughput_rps']:.0f} req/s "
+                         f"({g['throughput_rps'] / r['throughput_rps']:.2f}×)")
+    return "; ".join(pairs) or "n/a"
+
+
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
 load = open("/proc/loadavg").read().split()[:3]
 rss = open(os.path.join(results, "ferroserve-rss-kib")).read().strip()
@@ -45,6 +56,7 @@ MLServer and KServe's Python server do not take Triton's binary tensor extension
 - Single row, 16 connections: Ferroserve {ratio('3-row-c16')} MLServer's throughput, p99
   {single.get('latency_ms', {}).get('p99', float('nan')):.2f} ms (goals: ≥ 100×, p99 < 2 ms).
 - 1000-row batches, JSON: {ratio('5-batch1000-json', 'rows_per_s')} MLServer's rows/s (goal ≥ 20×).
+- Single row over gRPC (raw tensors, `7-row-c*-grpc`) against REST (JSON) in the same run, Ferroserve: {grpc_vs_rest()}.
 - Ferroserve's resident memory after the run: {int(rss) / 1024:.1f} MiB (goal < 50 MB); start to ready: see
   [operations.md](operations.md#cold-start).
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ferroserve, MLServer and KServe's Python server serving the same scikit-learn model.joblib, and the HTTP floor,
-# loaded by the same harness in one run; writes the table and the plot into docs/benchmarks.md.
+# loaded by the same harness in one run (REST, and the Open Inference Protocol over gRPC for Ferroserve and
+# MLServer); writes the table and the plot into docs/benchmarks.md.
 #
 #   benches/peers/run.sh            full run (2 s warm-up, 10 s per scenario; about 10 minutes)
 #   benches/peers/run.sh --quick    smoke run (0.5 s warm-up, 2 s per scenario)
@@ -66,8 +67,8 @@ load() { # label port model scenario-name args...
     | tail -1
 }
 
-scenarios() { # label port model binary(yes|no)
-  local label=$1 port=$2 model=$3
+scenarios() { # label port model binary(yes|no) grpc-port
+  local label=$1 port=$2 model=$3 gport=$5
   load "$label" "$port" "$model" 1-row-c1 --concurrency 1
   if [[ $label == ferroserve ]]; then
     # The same single row over KServe v1 (`/v1/models/{m}:predict`); a build without v1 skips it, not the run.
@@ -81,21 +82,31 @@ scenarios() { # label port model binary(yes|no)
   if [[ $4 == yes ]]; then
     load "$label" "$port" "$model" 6-batch1000-binary --concurrency 2 --rows 1000 --body binary --output predict
   fi
+  if [[ $label == ferroserve || $label == mlserver ]]; then
+    # The same single row over gRPC ModelInfer, raw tensors as Triton's client sends them, one HTTP/2 connection per
+    # closed-loop connection; a server whose gRPC does not answer skips these, not the run.
+    for c in 1 8 16; do
+      load "$label" "$gport" "$model" "7-row-c$c-grpc" --concurrency "$c" --protocol grpc --body binary ||
+        echo "$label: no gRPC answer, gRPC scenario c$c skipped" >&2
+    done
+  fi
 }
 
 run_server() { # label model binary-supported command...
   local label=$1 model=$2 binary=$3
   shift 3
-  local port
+  local port gport
   port=$(free_port)
-  "$@" --http_port "$port" >"$results/$label.log" 2>&1 &
+  gport=$(free_port)
+  # The gRPC port through the environment: ferroserve reads GRPC_PORT, mlserver_cmd writes it into its settings.
+  GRPC_PORT=$gport "$@" --http_port "$port" >"$results/$label.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   local t0
   t0=$(date +%s%N)
   wait_ready "$port"
   echo "$label ready in $((($(date +%s%N) - t0) / 1000000)) ms (pid $pid)" >&2
-  scenarios "$label" "$port" "$model" "$binary"
+  scenarios "$label" "$port" "$model" "$binary" "$gport"
   if [[ $label == ferroserve ]]; then
     grep VmRSS "/proc/$pid/status" | awk '{printf "ferroserve RSS after the run: %.1f MiB\n", $2/1024}' >&2
     grep VmRSS "/proc/$pid/status" | awk '{print $2}' >"$results/ferroserve-rss-kib"
@@ -114,7 +125,7 @@ JSON
 mlserver_cmd() { # --http_port N
   local port=$2
   cat >"$results/mlserver/settings.json" <<JSON
-{"host": "127.0.0.1", "http_port": $port, "grpc_port": $(free_port), "metrics_port": $(free_port), "debug": false,
+{"host": "127.0.0.1", "http_port": $port, "grpc_port": $GRPC_PORT, "metrics_port": $(free_port), "debug": false,
  "metrics_dir": "$root/$results/mlserver-metrics"}
 JSON
   # exec: the PID run_server records (and kills) is the server's own, not a subshell's.

@@ -1,9 +1,9 @@
 //! [`ApiError`]: why a request cannot be answered with a result, and the one place that decides its
 //! status.
 //!
-//! Every front-end (v1 and v2 REST, and any later one) reports failures as an [`ApiError`], and
-//! [`ApiError::status`] maps each variant, by type, to the HTTP status (a gRPC front-end maps the same
-//! variants to its codes). The REST body is KServe's `{"error": "<message>"}`; 4xx messages tell the
+//! Every front-end (v1 and v2 REST, gRPC) reports failures as an [`ApiError`]: [`ApiError::status`]
+//! maps each variant, by type, to the HTTP status, and [`ApiError::code`] to the gRPC code, beside it,
+//! as KServe and Triton map them. The REST body is KServe's `{"error": "<message>"}`; 4xx messages tell the
 //! client what to fix, 5xx messages are generic and the cause travels in the response's extensions
 //! ([`InternalCause`]) to a middleware that logs it inside the request's span.
 
@@ -116,6 +116,39 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The gRPC status code: the one place codes are decided, variant by variant as [`ApiError::status`].
+    ///
+    /// INVALID_ARGUMENT for the client's mistakes, NOT_FOUND for unknown models and versions,
+    /// UNAVAILABLE when not ready, shedding or timed out (a client may retry), INTERNAL for the server's
+    /// own failures, whose message is generic ([`ApiError::Internal`]).
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            ApiError::BadRequest(_) | ApiError::Input(_) | ApiError::MethodNotAllowed { .. } => {
+                tonic::Code::InvalidArgument
+            }
+            ApiError::Lookup(LookupError::UnknownModel { .. } | LookupError::UnknownVersion { .. })
+            | ApiError::NoRoute { .. }
+            | ApiError::NotFound(_) => tonic::Code::NotFound,
+            ApiError::Lookup(LookupError::NotReady { .. }) | ApiError::Overloaded | ApiError::Timeout(_) => {
+                tonic::Code::Unavailable
+            }
+            ApiError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
+            ApiError::BodyTimeout(_) => tonic::Code::DeadlineExceeded,
+            ApiError::NotImplemented(_) => tonic::Code::Unimplemented,
+            ApiError::Internal { .. } => tonic::Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    /// The gRPC status of `e`: [`ApiError::code`] and the same message as the REST body (generic for
+    /// INTERNAL; the gRPC front-end logs the cause before converting).
+    fn from(e: ApiError) -> Self {
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -197,6 +230,26 @@ mod tests {
         let e = ApiError::from(server);
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!e.to_string().contains("cycle"));
+    }
+
+    #[test]
+    fn grpc_codes_follow_the_statuses() {
+        let cases = [
+            (ApiError::BadRequest("x".into()), tonic::Code::InvalidArgument),
+            (ApiError::Lookup(LookupError::UnknownModel { model: "m".into() }), tonic::Code::NotFound),
+            (
+                ApiError::Lookup(LookupError::NotReady { model: "m".into(), reason: "r".into() }),
+                tonic::Code::Unavailable,
+            ),
+            (ApiError::Overloaded, tonic::Code::Unavailable),
+            (ApiError::Timeout(Duration::from_secs(1)), tonic::Code::Unavailable),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code(), code, "{e}");
+        }
+        let status = tonic::Status::from(ApiError::internal("disk on fire at /secret/path"));
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "internal server error");
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::api_error::ApiError;
 use crate::batch::guarded_infer;
 use crate::feedback::Feedback;
 use crate::metrics::{InFlight, UNKNOWN_MODEL, VersionMetrics};
+use crate::protocol::v2::ModelMetadataResponse;
 use crate::state::AppState;
 use crate::store::{LoadedVersion, ModelSnapshot};
 
@@ -137,6 +138,25 @@ pub fn resolve(
     Ok((snapshot, version))
 }
 
+/// The metadata of the version `model` names (the default version's unless it names one): its
+/// signature, and the versions that can be requested.
+///
+/// # Errors
+/// As [`resolve`].
+pub fn metadata(state: &AppState, model: &ModelRef) -> Result<ModelMetadataResponse, ApiError> {
+    // Describing the default must not count towards the canary split.
+    let (snapshot, version) = resolve(state, model, Purpose::Describe)?;
+    let m = version.model();
+    let signature = m.signature();
+    Ok(ModelMetadataResponse {
+        versions: snapshot.version_names(),
+        platform: format!("ferroserve/{}", m.kind()),
+        inputs: signature.inputs.clone(),
+        outputs: signature.outputs.clone(),
+        name: model.model.clone(),
+    })
+}
+
 /// One inference request in the model's terms.
 #[derive(Debug)]
 pub struct Inference {
@@ -242,6 +262,7 @@ impl Target {
             drift.record(&inputs);
         }
         let started = Instant::now();
+        let rows = inputs.first().and_then(|t| t.shape.first()).map_or(1, |&n| n as u64);
         let model = self.version.model();
         let tensors = if let Some(batcher) = self.version.batcher() {
             batcher.infer(model, inputs, outputs).await?
@@ -254,6 +275,7 @@ impl Target {
             guarded_infer(model.as_ref(), &inputs, &outputs)?
         };
         self.metrics.predict.observe(started.elapsed().as_secs_f64());
+        self.metrics.executed(rows, self.version.batcher().is_some());
         if observed && let Some(id) = &id {
             self.feedback.record(self.model_name(), self.version.name(), model.label().as_ref(), id, &tensors);
         }

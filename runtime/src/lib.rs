@@ -1,5 +1,5 @@
-//! Ferroserve's server: KServe v1 and the v2 Open Inference Protocol over HTTP, serving the models of
-//! `ferroserve-formats` from a model folder or repository.
+//! Ferroserve's server: KServe v1 and the v2 Open Inference Protocol over HTTP and gRPC, serving the
+//! models of `ferroserve-formats` from a model folder or repository.
 //!
 //! The binary is thin: `Args` → [`Config`] → [`telemetry::init`] → bind → [`serve`]. Everything is
 //! in this library so that tests drive [`app`] with `tower::ServiceExt::oneshot` and [`serve`] on a
@@ -15,6 +15,9 @@
 //! - [`store`]: [`ModelStore`], every served model as an `ArcSwap` of its loaded versions; loading,
 //!   warm-up and readiness.
 //! - [`state`]: [`AppState`] (the store and the request [`Limits`]) shared by the handlers.
+//! - [`grpc`]: the Open Inference Protocol over gRPC (`inference.GRPCInferenceService`, with Triton's
+//!   statistics and repository RPCs) and `grpc.health.v1`, a front-end over the same core.
+//! - [`repository`], [`statistics`]: the model repository and statistics extensions, shared by REST and gRPC.
 //! - `http`: the REST handlers (v2 `health`, `metadata`, `infer`, `observe`, `repository`; `v1`) and the
 //!   middleware.
 //! - [`budget`]: the budget of request bodies in flight (`--max_inflight_body_bytes`).
@@ -38,13 +41,16 @@ pub mod drift;
 pub mod error;
 pub mod example;
 pub mod feedback;
+pub mod grpc;
 mod http;
 pub mod inference;
 pub mod metrics;
 pub mod protocol;
+pub mod repository;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod statistics;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
@@ -63,7 +69,7 @@ use tower::load_shed::LoadShedLayer;
 use tower::timeout::TimeoutLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
-use tracing::{Level, info};
+use tracing::{Instrument as _, Level, info};
 
 pub use api_error::ApiError;
 pub use config::{Args, Config, ConnectionLimits, LogFormat, ModelSource};
@@ -87,8 +93,8 @@ pub fn app(state: AppState) -> Router {
             async move { http::overload_error(timeout, &e, &metrics) }
         }))
         .layer(LoadShedLayer::new())
-        // Global: one semaphore for every route (the plain layer would give each route its own).
-        .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrency))
+        // Global: one semaphore for every route and the gRPC service (the plain layer would give each route its own).
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(std::sync::Arc::clone(state.concurrency())))
         .layer(TimeoutLayer::new(timeout));
     let models = Router::new()
         .route("/v2/models/{model_name}", get(http::metadata::model))
@@ -107,6 +113,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/models/{model_name}/versions/{model_version}/ready", get(http::health::model_ready))
         .route("/v2/models/{model_name}/drift", get(http::observe::drift))
         .route("/v2/models/{model_name}/versions/{model_version}/drift", get(http::observe::drift))
+        .route("/v2/models/{model_name}/stats", get(http::observe::stats))
+        .route("/v2/models/{model_name}/versions/{model_version}/stats", get(http::observe::stats))
         .route("/v2/models/{model_name}/feedback", post(http::observe::feedback))
         .route("/metrics", get(http::observe::metrics))
         .route("/v2/repository/index", post(http::repository::index))
@@ -144,7 +152,8 @@ pub async fn serve(
     serve_state(AppState::open(&config)?, listener, shutdown).await
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves, loading its models in the background.
+/// Serves `state` on `listener` (REST only) until `shutdown` resolves, loading its models in the
+/// background; [`serve_listeners`] with no gRPC listener.
 ///
 /// Readiness can be awaited on a clone of the store taken before the call
 /// (`state.store().wait_ready()`).
@@ -156,18 +165,66 @@ pub async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "listening");
+    serve_listeners(state, Listeners { http: listener, grpc: None }, shutdown).await
+}
+
+/// The sockets one server answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// REST (KServe v1 and v2): `--http_port`.
+    pub http: TcpListener,
+    /// The Open Inference Protocol over gRPC ([`grpc`]): `--grpc_port`; `None` serves REST only.
+    pub grpc: Option<TcpListener>,
+}
+
+/// Serves `state` on both `listeners` from one process, loading its models in the background, until
+/// `shutdown` resolves; then both stop accepting and drain together, each within `--shutdown_timeout`.
+///
+/// # Errors
+/// [`Error::Serve`] when accepting connections fails.
+pub async fn serve_listeners(
+    state: AppState,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let Listeners { http, grpc } = listeners;
+    for (protocol, listener) in [("http", Some(&http)), ("grpc", grpc.as_ref())] {
+        if let Some(addr) = listener.and_then(|l| l.local_addr().ok()) {
+            info!(%addr, protocol, "listening");
+        }
     }
     // Watching starts before loading, so that no change made while the models load is missed.
     let watcher = watch::start(state.store(), state.watch())?;
     let store = state.store().clone();
     let loader = tokio::spawn(async move { store.load_all().await });
     let connections = state.connections();
-    let served = server::serve(listener, app(state), connections, shutdown).await;
+    // One signal, two servers: each waits for the flag (a dropped sender counts as set).
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let rest = server::serve(http, app(state.clone()), connections, until(stopped.clone()))
+        .instrument(tracing::info_span!("http"));
+    let grpc = async {
+        match grpc {
+            Some(listener) => {
+                let router = grpc::router(state, stopped.clone());
+                server::serve(listener, router, connections, until(stopped))
+                    .instrument(tracing::info_span!("grpc"))
+                    .await
+            }
+            None => Ok(()),
+        }
+    };
+    let (rest, grpc) = tokio::join!(rest, grpc);
+    signal.abort();
     // Loads still running are abandoned with the server: there is nobody left to serve them to.
     loader.abort();
     drop(watcher);
     info!("server stopped");
-    served.map_err(Error::Serve)
+    rest.and(grpc).map_err(Error::Serve)
 }

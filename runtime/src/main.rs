@@ -1,4 +1,4 @@
-//! The `ferroserve` binary: parse flags, set up logging, bind, serve until SIGTERM or ctrl-c.
+//! The `ferroserve` binary: parse flags, set up logging, bind REST and gRPC, serve until SIGTERM or ctrl-c.
 
 use std::process::ExitCode;
 
@@ -44,6 +44,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.host.as_str(), config.http_port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.http_port))?;
+    let grpc = TcpListener::bind((config.host.as_str(), config.grpc_port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{} (--grpc_port)", config.host, config.grpc_port))?;
     let addr = listener.local_addr()?;
     let store = state.store().clone();
     tokio::spawn(async move {
@@ -52,6 +55,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             println!("{line}");
         }
     });
-    ferroserve::serve_state(state, listener, shutdown::signal()).await?;
+    let listeners = ferroserve::Listeners { http: listener, grpc: Some(grpc) };
+    ferroserve::serve_listeners(state, listeners, shutdown::signal()).await?;
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! client cannot create series.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::core::{AtomicU64 as PromU64, GenericCounter};
@@ -43,6 +43,7 @@ pub struct Metrics {
     postprocess: HistogramVec,
     inflight: IntGauge,
     shed: IntCounterVec,
+    grpc: IntCounterVec,
     pub(crate) accuracy: GaugeVec,
     pub(crate) precision: GaugeVec,
     pub(crate) recall: GaugeVec,
@@ -74,6 +75,24 @@ pub struct VersionMetrics {
     pub(crate) preprocess: prometheus::Histogram,
     pub(crate) predict: prometheus::Histogram,
     pub(crate) postprocess: prometheus::Histogram,
+    /// The version's statistics in Triton's terms (the statistics extension).
+    pub(crate) stats: VersionStats,
+}
+
+/// A version's cumulative request statistics, as the statistics extension reports them (the phase
+/// durations come from the `request_*_seconds` histograms).
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    pub(crate) success_count: AtomicU64,
+    pub(crate) success_ns: AtomicU64,
+    pub(crate) fail_count: AtomicU64,
+    pub(crate) fail_ns: AtomicU64,
+    /// Milliseconds since the Unix epoch of the last answered request.
+    pub(crate) last_inference_ms: AtomicU64,
+    /// Rows inferred.
+    pub(crate) inference_count: AtomicU64,
+    /// Model executions outside a batcher (a batcher counts its own).
+    pub(crate) execution_count: AtomicU64,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -111,6 +130,11 @@ impl Metrics {
                 "ferroserve_requests_rejected_total",
                 "Model requests refused before a handler ran: shed over --max_concurrency or timed out.",
                 &["reason"],
+            ),
+            grpc: counter(
+                "ferroserve_grpc_requests_total",
+                "gRPC requests by method and status code (inference requests are also in kserve_inference_*).",
+                &["method", "code"],
             ),
             accuracy: gauge("model_prediction_accuracy", "Share of labelled feedback the model predicted right.", &MV),
             precision: gauge("model_prediction_precision", "Anomaly detectors: precision on labelled feedback.", &MV),
@@ -154,6 +178,7 @@ impl Metrics {
             Box::new(m.postprocess.clone()),
             Box::new(m.inflight.clone()),
             Box::new(m.shed.clone()),
+            Box::new(m.grpc.clone()),
             Box::new(m.accuracy.clone()),
             Box::new(m.precision.clone()),
             Box::new(m.recall.clone()),
@@ -198,6 +223,7 @@ impl Metrics {
                 preprocess: self.preprocess.with_label_values(&labels),
                 predict: self.predict.with_label_values(&labels),
                 postprocess: self.postprocess.with_label_values(&labels),
+                stats: VersionStats::default(),
             })
         })
     }
@@ -213,6 +239,11 @@ impl Metrics {
     /// Counts a request refused by the load shedder or the timeout.
     pub fn rejected(&self, reason: &'static str) {
         self.shed.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a gRPC call of `method` (`ModelInfer`, …) answered with `code` (`OK`, `NOT_FOUND`, …).
+    pub fn grpc(&self, method: &str, code: &str) {
+        self.grpc.with_label_values(&[method, code]).inc();
     }
 
     /// The in-flight gauge, raised until the guard is dropped.
@@ -307,6 +338,17 @@ impl VersionMetrics {
     pub fn ok(&self, elapsed: Duration) {
         self.ok.inc();
         self.latency.observe(elapsed.as_secs_f64());
+        add_duration(&self.stats.success_count, &self.stats.success_ns, elapsed);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.stats.last_inference_ms.store(saturating_u64(now.as_millis()), Ordering::Relaxed);
+    }
+
+    /// Counts one model execution over `rows` rows that ran outside a batcher.
+    pub fn executed(&self, rows: u64, batched: bool) {
+        self.stats.inference_count.fetch_add(rows, Ordering::Relaxed);
+        if !batched {
+            self.stats.execution_count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a request that failed after its version was chosen.
@@ -316,7 +358,17 @@ impl VersionMetrics {
         metrics.requests.with_label_values(&labels).inc();
         metrics.errors.with_label_values(&labels).inc();
         self.latency.observe(elapsed.as_secs_f64());
+        add_duration(&self.stats.fail_count, &self.stats.fail_ns, elapsed);
     }
+}
+
+fn add_duration(count: &AtomicU64, ns: &AtomicU64, elapsed: Duration) {
+    count.fetch_add(1, Ordering::Relaxed);
+    ns.fetch_add(saturating_u64(elapsed.as_nanos()), Ordering::Relaxed);
+}
+
+fn saturating_u64(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
 }
 
 /// Lowers the in-flight gauge when dropped.

@@ -1,6 +1,8 @@
 //! The connection layer: accepting clients, bounding them, and draining them at shutdown.
 //!
-//! Each accepted connection is served by hyper (HTTP/1.1, or HTTP/2 with prior knowledge) with:
+//! It serves both ports the same way: the REST router on `--http_port` and the gRPC router ([`crate::grpc`]; gRPC is
+//! HTTP/2 with prior knowledge) on `--grpc_port`. Each accepted connection is served by hyper (HTTP/1.1, or HTTP/2
+//! with prior knowledge) with:
 //! - a header-read timeout (`--header_read_timeout`): a client that sends half a request line or half its
 //!   headers, or keeps an idle keep-alive connection, is disconnected after it;
 //! - a body idle timeout (`--body_read_timeout`, applied by the router): a body that stalls between chunks

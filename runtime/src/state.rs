@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferroserve_formats::LoadOptions;
+use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
 use crate::budget::BodyBudget;
@@ -67,6 +68,9 @@ pub struct AppState {
     predict_proba: bool,
     connections: ConnectionLimits,
     bodies: Arc<BodyBudget>,
+    /// Model requests in flight, over every protocol: `max_concurrency` permits, shared by the REST
+    /// router's limit and the gRPC service, so that the bound is the server's, not each port's.
+    concurrency: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -83,6 +87,7 @@ impl AppState {
             predict_proba: false,
             connections: ConnectionLimits::default(),
             bodies: BodyBudget::new(limits.max_inflight_body_bytes),
+            concurrency: Arc::new(Semaphore::new(limits.max_concurrency)),
         }
     }
 
@@ -134,6 +139,7 @@ impl AppState {
             predict_proba: config.predict_proba,
             connections: config.connections,
             bodies: BodyBudget::new(config.max_inflight_body_bytes),
+            concurrency: Arc::new(Semaphore::new(config.max_concurrency)),
         })
     }
 
@@ -184,6 +190,11 @@ impl AppState {
     /// Whether v1 `:predict` answers `predict_proba` for models that have it.
     pub fn predict_proba(&self) -> bool {
         self.predict_proba
+    }
+
+    /// The permits of model requests in flight (`max_concurrency` of them), shared by every protocol.
+    pub fn concurrency(&self) -> &Arc<Semaphore> {
+        &self.concurrency
     }
 
     /// The predictions kept for feedback.

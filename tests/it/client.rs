@@ -1,4 +1,5 @@
-//! A real HTTP/1.1 client (hyper) and a running server on 127.0.0.1:0 that stops by its own future.
+//! A real HTTP/1.1 client (hyper) and a running server on 127.0.0.1:0 (REST, and gRPC on a second
+//! port) that stops by its own future.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +17,8 @@ use tokio::task::JoinHandle;
 /// A `ferroserve` serving on an ephemeral loopback port.
 pub struct Server {
     pub addr: SocketAddr,
+    /// The gRPC port ([`Server::grpc`]).
+    pub grpc_addr: SocketAddr,
     client: Client<HttpConnector, Full<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ferroserve::Error>>,
@@ -41,11 +44,28 @@ impl Server {
         let store = state.store().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(ferroserve::serve_state(state, listener, async {
+        let listeners = ferroserve::Listeners { http: listener, grpc: Some(grpc) };
+        let task = tokio::spawn(ferroserve::serve_listeners(state, listeners, async {
             let _ = stopped.await;
         }));
-        Server { addr, client: Client::builder(TokioExecutor::new()).build_http(), stop: Some(stop), task, store }
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Server { addr, grpc_addr, client, stop: Some(stop), task, store }
+    }
+
+    /// A gRPC client of the server's `inference.GRPCInferenceService`.
+    pub async fn grpc(
+        &self,
+    ) -> ferroserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient<tonic::transport::Channel>
+    {
+        ferroserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient::connect(format!(
+            "http://{}",
+            self.grpc_addr
+        ))
+        .await
+        .unwrap()
     }
 
     /// Starts serving one model folder.

@@ -5,12 +5,14 @@
 //! - `examples`: the committed example repository serves and answers as its training metrics say.
 //! - `sklearn`: real scikit-learn joblib/pickle files served beside hostile and truncated ones.
 //! - `v1`: KServe v1 as the platform's engine calls it, and v1 against v2 on every scikit-learn fixture.
+//! - `grpc`: every scikit-learn fixture over gRPC (raw and typed tensors) answers exactly as over REST.
 //! - `manifests`: the ServingRuntime args parse with the real CLI; manifests validate against KServe's CRDs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod client;
 mod examples;
+mod grpc;
 mod manifests;
 mod monitoring;
 mod pipeline;

@@ -109,7 +109,12 @@ fn serving_runtime_args_parse_with_the_real_cli() {
                 .unwrap_or_else(|e| panic!("{file}: args do not parse: {e}"));
             let config = ferroserve::config::Config::try_from(parsed).unwrap();
             assert_eq!(config.http_port, 8080, "{file}");
-            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready", "{file}");
+            // Readiness is REST's /v2/health/ready, or grpc.health.v1 on the gRPC port.
+            let probe = &c["readinessProbe"];
+            assert!(
+                probe["httpGet"]["path"] == "/v2/health/ready" || probe["grpc"]["port"] == config.grpc_port,
+                "{file}: {probe}"
+            );
             checked += 1;
         }
     }
@@ -122,15 +127,19 @@ fn serving_runtime_args_parse_with_the_real_cli() {
 #[test]
 fn every_inference_service_selects_ferroserve() {
     let docs = manifests();
-    let runtime = docs
-        .iter()
-        .find(|(_, d)| d["kind"] == "ServingRuntime")
-        .map(|(_, d)| d["spec"].clone())
-        .expect("servingruntime.yaml");
-    let protocols: Vec<&str> =
-        runtime["protocolVersions"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-    assert!(protocols.contains(&"v1") && protocols.contains(&"v2"), "{protocols:?}");
+    let runtime = |name: &str| {
+        docs.iter()
+            .find(|(_, d)| d["kind"] == "ServingRuntime" && d["metadata"]["name"] == name)
+            .map(|(_, d)| d["spec"].clone())
+            .unwrap_or_else(|| panic!("no ServingRuntime {name}"))
+    };
+    let protocols = |spec: &Value| -> Vec<String> {
+        spec["protocolVersions"].as_array().unwrap().iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    };
+    let default = protocols(&runtime("ferroserve"));
+    assert!(default.iter().any(|p| p == "v1") && default.iter().any(|p| p == "v2"), "{default:?}");
     let mut unset = 0;
+    let mut grpc = 0;
     for (file, doc) in &docs {
         if doc["kind"] != "InferenceService" {
             continue;
@@ -142,17 +151,51 @@ fn every_inference_service_selects_ferroserve() {
             }
             let protocol = model["protocolVersion"].as_str().unwrap_or("v1");
             unset += usize::from(model["protocolVersion"].is_null());
-            assert!(protocols.contains(&protocol), "{file}: protocol {protocol} is not declared by the runtime");
+            grpc += usize::from(protocol == "grpc-v2");
+            let name = model["runtime"].as_str().unwrap_or("ferroserve");
+            assert!(name.starts_with("ferroserve"), "{file}: runtime {name}");
+            let spec = runtime(name);
+            assert!(
+                protocols(&spec).iter().any(|p| p == protocol),
+                "{file}: protocol {protocol} is not declared by runtime {name}"
+            );
             let format = model["modelFormat"]["name"].as_str().unwrap();
-            let supported = runtime["supportedModelFormats"].as_array().unwrap().iter().find(|f| f["name"] == format);
-            let supported = supported.unwrap_or_else(|| panic!("{file}: format {format} is not supported"));
-            match model["runtime"].as_str() {
-                Some(name) => assert_eq!(name, "ferroserve", "{file}"),
-                None => assert_eq!(supported["autoSelect"], true, "{file}: {format} is not auto-selected"),
+            let supported = spec["supportedModelFormats"].as_array().unwrap().iter().find(|f| f["name"] == format);
+            let supported = supported.unwrap_or_else(|| panic!("{file}: format {format} is not supported by {name}"));
+            if model["runtime"].is_null() {
+                assert_eq!(supported["autoSelect"], true, "{file}: {format} is not auto-selected");
             }
         }
     }
     assert!(unset >= 1, "the platform's InferenceService leaves protocolVersion unset");
+    assert!(grpc >= 1, "an InferenceService asks for grpc-v2");
+}
+
+/// The gRPC runtime as KServe routes to it: `grpc-v2` declared, the one container port named `h2c` (KServe and
+/// Knative send HTTP/2 cleartext to it) and equal to `--grpc_port`, gRPC health probes on it, and formats that
+/// are never auto-selected, so that the REST runtime stays the default.
+#[test]
+fn the_grpc_runtime_declares_its_port_as_kserve_expects() {
+    let (file, doc) = manifests()
+        .into_iter()
+        .find(|(_, d)| d["kind"] == "ServingRuntime" && d["metadata"]["name"] == "ferroserve-grpc")
+        .expect("servingruntime-grpc.yaml");
+    let spec = &doc["spec"];
+    assert!(spec["protocolVersions"].as_array().unwrap().iter().any(|p| p == "grpc-v2"), "{file}");
+    let c = &spec["containers"][0];
+    let args = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().replace("{{.Name}}", "m"));
+    let parsed =
+        ferroserve::config::Args::try_parse_from(std::iter::once("ferroserve".to_owned()).chain(args)).unwrap();
+    let config = ferroserve::config::Config::try_from(parsed).unwrap();
+    let ports = c["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "{file}: Knative routes one port per container");
+    assert_eq!(ports[0]["name"], "h2c", "{file}");
+    assert_eq!(ports[0]["containerPort"], config.grpc_port, "{file}");
+    assert_eq!(c["readinessProbe"]["grpc"]["port"], config.grpc_port, "{file}");
+    assert_eq!(c["livenessProbe"]["grpc"]["service"], "live", "{file}");
+    for format in spec["supportedModelFormats"].as_array().unwrap() {
+        assert_eq!(format["autoSelect"], false, "{file}: {format}");
+    }
 }
 
 /// Validates `value` against a Kubernetes structural schema; returns every violation with its path.

@@ -1,11 +1,12 @@
-//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) or KServe v1 server over HTTP/1.1 keep-alive
-//! and reports throughput and latency percentiles.
+//! `ferroserve-load`: drives any KServe v2 (Open Inference Protocol) or KServe v1 server over HTTP/1.1 keep-alive,
+//! or the Open Inference Protocol over gRPC, and reports throughput and latency percentiles.
 //!
 //! ```text
 //! ferroserve-load run --url http://127.0.0.1:8080 --model anomaly-detector --concurrency 16 --duration 10s
 //! ferroserve-load run ... --mode open --rate 2000           # requests scheduled at a fixed rate
 //! ferroserve-load run ... --rows 1000 --body binary          # binary tensor data extension
 //! ferroserve-load run ... --protocol v1                      # KServe v1: {"instances": ...} to /v1/models/{m}:predict
+//! ferroserve-load run --url http://127.0.0.1:8081 ... --protocol grpc --body binary   # gRPC ModelInfer, raw tensors
 //! ferroserve-load table results/*.json                       # a Markdown table
 //! ferroserve-load plot --out latency.svg results/*.json      # latency percentiles per run, as SVG
 //! ```
@@ -17,7 +18,10 @@
 //!   Dispatch follows the schedule in the tokio timer's 1 ms ticks, so requests leave in small bursts.
 //!
 //! - **protocol**: v2 (the default) posts `inputs` to `/v2/models/{m}/infer`, as JSON `data` or binary tensors; v1
-//!   posts the same rows as `{"instances": [[f1, f2, ...], ...]}` to `/v1/models/{m}:predict` (JSON only).
+//!   posts the same rows as `{"instances": [[f1, f2, ...], ...]}` to `/v1/models/{m}:predict` (JSON only); grpc
+//!   calls `inference.GRPCInferenceService/ModelInfer` on the gRPC port, the rows as typed `fp32_contents`
+//!   (`--body json`) or as `raw_input_contents` (`--body binary`, what Triton's client sends), each closed-loop
+//!   connection an HTTP/2 connection of its own (as each REST one is an HTTP/1.1 connection of its own).
 //!
 //! A request counts as an error unless it is answered 200 (and, with `--expect-output`, the body names that
 //! output; in v1, the body is JSON whose `predictions` array has one entry per row sent). Warm-up requests are not
@@ -29,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use ferroserve::grpc::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use ferroserve::grpc::proto::{InferTensorContents, ModelInferRequest};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -79,14 +85,16 @@ enum Protocol {
     V2,
     /// KServe v1: `POST /v1/models/{m}:predict` with `instances`, answered with `predictions` (JSON only).
     V1,
+    /// The Open Inference Protocol over gRPC: `ModelInfer` (`--url` is the gRPC port).
+    Grpc,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum BodyKind {
-    /// JSON `data`.
+    /// JSON `data` (gRPC: typed contents).
     Json,
-    /// The binary tensor data extension, for the input and the output.
+    /// The binary tensor data extension, for the input and the output (gRPC: raw contents).
     Binary,
 }
 
@@ -110,9 +118,13 @@ struct RunArgs {
     /// Closed loop (concurrency) or open loop (rate).
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
     mode: Mode,
-    /// Connections, each sending back to back (closed loop).
+    /// Connections, each sending back to back (closed loop); gRPC: callers, each sending back to back.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// gRPC only: the HTTP/2 connections the callers share (closed loop), as a gRPC client shares its channel; 0 gives
+    /// each caller a connection of its own, as HTTP/1.1 needs.
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
     /// Requests per second (open loop).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
@@ -177,6 +189,9 @@ struct Report {
     protocol: Protocol,
     mode: Mode,
     concurrency: usize,
+    /// gRPC: the HTTP/2 connections the callers shared (absent: one each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connections: Option<usize>,
     rate: Option<f64>,
     rows: usize,
     body: BodyKind,
@@ -236,6 +251,9 @@ fn rows(args: &RunArgs) -> anyhow::Result<Vec<Vec<f32>>> {
 
 /// Refuses options the chosen protocol has no place for, rather than ignoring them.
 fn check_args(args: &RunArgs) -> anyhow::Result<()> {
+    if args.connections > 0 && args.protocol != Protocol::Grpc {
+        bail!("--connections shares HTTP/2 connections between gRPC callers; HTTP/1.1 needs one per caller");
+    }
     if args.protocol == Protocol::V1 {
         if args.body == BodyKind::Binary {
             bail!("--body binary is v2's binary tensor data extension; KServe v1 is JSON only (use --body json)");
@@ -255,6 +273,7 @@ fn endpoint(args: &RunArgs) -> String {
     let base = args.url.trim_end_matches('/');
     match (args.protocol, &args.version) {
         (Protocol::V1, _) => format!("{base}/v1/models/{}:predict", args.model),
+        (Protocol::Grpc, _) => base.to_owned(),
         (Protocol::V2, Some(v)) => format!("{base}/v2/models/{}/versions/{v}/infer", args.model),
         (Protocol::V2, None) => format!("{base}/v2/models/{}/infer", args.model),
     }
@@ -264,7 +283,157 @@ fn endpoint(args: &RunArgs) -> String {
 fn body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
     match args.protocol {
         Protocol::V1 => v1_body(rows),
-        Protocol::V2 => v2_body(args, rows),
+        Protocol::V2 | Protocol::Grpc => v2_body(args, rows),
+    }
+}
+
+/// The gRPC `ModelInfer` request for `rows`: raw contents for `--body binary`, else typed.
+fn grpc_request(args: &RunArgs, rows: &[Vec<f32>]) -> ModelInferRequest {
+    let features = rows.first().map_or(0, Vec::len);
+    let values: Vec<f32> = rows.iter().flatten().copied().collect();
+    let (contents, raw) = match args.body {
+        BodyKind::Json => (Some(InferTensorContents { fp32_contents: values, ..Default::default() }), Vec::new()),
+        BodyKind::Binary => (None, vec![Bytes::from(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())]),
+    };
+    ModelInferRequest {
+        model_name: args.model.clone(),
+        model_version: args.version.clone().unwrap_or_default(),
+        inputs: vec![InferInputTensor {
+            name: args.input_name.clone(),
+            datatype: "FP32".to_owned(),
+            shape: vec![rows.len() as i64, features as i64],
+            parameters: Default::default(),
+            contents,
+        }],
+        outputs: args
+            .output
+            .iter()
+            .map(|o| InferRequestedOutputTensor { name: o.clone(), parameters: Default::default() })
+            .collect(),
+        raw_input_contents: raw,
+        ..Default::default()
+    }
+}
+
+/// One HTTP/2 connection to a gRPC server, driven with the `h2` crate itself, as lean as the REST side's HTTP/1.1
+/// client: tonic's `Channel` adds a buffer task and a balancer per call, and hyper's HTTP/2 client a task per request
+/// body, load-generator work that the cores the server shares with this harness would pay for, and that REST does
+/// not. Cheap to clone: clones share the connection, each call a stream of its own.
+#[derive(Debug, Clone)]
+struct GrpcConnection {
+    send: h2::client::SendRequest<Bytes>,
+    /// `{url}/inference.GRPCInferenceService/ModelInfer`.
+    uri: hyper::Uri,
+}
+
+impl GrpcConnection {
+    async fn open(url: &str) -> anyhow::Result<Self> {
+        let uri: hyper::Uri =
+            format!("{}/inference.GRPCInferenceService/ModelInfer", url.trim_end_matches('/')).parse()?;
+        let authority = uri.authority().with_context(|| format!("{url} names no host"))?.as_str().to_owned();
+        let stream =
+            tokio::net::TcpStream::connect(&authority).await.with_context(|| format!("connecting to {url}"))?;
+        stream.set_nodelay(true)?;
+        let (send, connection) = h2::client::handshake(stream).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(GrpcConnection { send, uri })
+    }
+
+    /// One unary call of `message` (a length-prefixed protobuf message, as gRPC frames it): the answer's message,
+    /// or why there is none.
+    async fn call(&mut self, message: &Bytes) -> Result<Bytes, String> {
+        let connection = |e: h2::Error| format!("connection: {e}");
+        let mut send = self.send.clone().ready().await.map_err(connection)?;
+        let request = hyper::Request::post(self.uri.clone())
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .map_err(|e| e.to_string())?;
+        let (response, mut body) = send.send_request(request, false).map_err(connection)?;
+        body.send_data(message.clone(), true).map_err(connection)?;
+        let response = response.await.map_err(connection)?;
+        if response.status() != 200 {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let (head, mut body) = response.into_parts();
+        let mut framed = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(connection)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            framed.extend_from_slice(&chunk);
+        }
+        // A call that fails at once answers with its status in the headers ("trailers-only").
+        let trailers = body.trailers().await.map_err(connection)?.unwrap_or_default();
+        let status = trailers.get("grpc-status").or_else(|| head.headers.get("grpc-status"));
+        if status.is_none_or(|s| s != "0") {
+            let message = trailers.get("grpc-message").or_else(|| head.headers.get("grpc-message"));
+            return Err(format!(
+                "grpc-status {}: {}",
+                status.and_then(|s| s.to_str().ok()).unwrap_or("missing"),
+                message.and_then(|m| m.to_str().ok()).unwrap_or("")
+            ));
+        }
+        Ok(Bytes::from(framed.split_off(framed.len().min(5))))
+    }
+}
+
+/// `message` framed as gRPC sends it: not compressed, its length (4 bytes, big-endian), the message.
+fn grpc_frame(message: &[u8]) -> Bytes {
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(message);
+    Bytes::from(framed)
+}
+
+/// Where and what one connection sends: a REST request, or a gRPC call.
+// One per connection, never in a collection that its size would bloat.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+enum Target {
+    Http { client: HttpClient, uri: hyper::Uri, body: Arc<Body> },
+    Grpc { connection: GrpcConnection, request: Bytes },
+}
+
+/// What every connection sends, prepared once.
+#[derive(Debug, Clone)]
+enum Prepared {
+    Http { uri: hyper::Uri, body: Arc<Body> },
+    Grpc { url: String, request: Bytes },
+}
+
+impl Prepared {
+    fn new(args: &RunArgs) -> anyhow::Result<Self> {
+        let rows = rows(args)?;
+        let path = endpoint(args);
+        Ok(match args.protocol {
+            Protocol::Grpc => {
+                let message = prost::Message::encode_to_vec(&grpc_request(args, &rows));
+                Prepared::Grpc { url: path, request: grpc_frame(&message) }
+            }
+            Protocol::V1 | Protocol::V2 => Prepared::Http {
+                uri: path.parse().with_context(|| format!("bad URL {path}"))?,
+                body: Arc::new(body(args, &rows)),
+            },
+        })
+    }
+
+    /// A target on a connection of its own (`pool`: HTTP keeps at most one idle connection).
+    async fn connect(&self, one_connection: bool) -> anyhow::Result<Target> {
+        Ok(match self {
+            Prepared::Http { uri, body } => {
+                let mut builder = Client::builder(TokioExecutor::new());
+                if one_connection {
+                    builder.pool_max_idle_per_host(1);
+                }
+                Target::Http { client: builder.build_http(), uri: uri.clone(), body: Arc::clone(body) }
+            }
+            Prepared::Grpc { url, request } => {
+                Target::Grpc { connection: GrpcConnection::open(url).await?, request: request.clone() }
+            }
+        })
     }
 }
 
@@ -319,7 +488,7 @@ impl Check {
     fn new(args: &RunArgs) -> Self {
         match args.protocol {
             Protocol::V1 => Check::V1 { rows: args.rows },
-            Protocol::V2 => Check::V2 { expect_output: args.expect_output.clone() },
+            Protocol::V2 | Protocol::Grpc => Check::V2 { expect_output: args.expect_output.clone() },
         }
     }
 }
@@ -379,7 +548,26 @@ fn check_answer(check: &Check, status: hyper::StatusCode, bytes: &[u8]) -> Resul
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Sends one request; `Err` with a short reason unless the answer passes `check`.
-async fn send(client: &HttpClient, uri: &hyper::Uri, body: &Body, check: &Check) -> Result<(), String> {
+async fn send(target: &mut Target, check: &Check) -> Result<(), String> {
+    match target {
+        Target::Http { client, uri, body } => send_http(client, uri, body, check).await,
+        Target::Grpc { connection, request } => {
+            let answer = connection.call(request).await?;
+            match check {
+                // An output's name is in the message as its UTF-8 bytes.
+                Check::V2 { expect_output: Some(name) }
+                    if !answer.windows(name.len()).any(|w| w == name.as_bytes()) =>
+                {
+                    Err(format!("OK without output `{name}`"))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// Sends one REST request.
+async fn send_http(client: &HttpClient, uri: &hyper::Uri, body: &Body, check: &Check) -> Result<(), String> {
     let request = hyper::Request::post(uri.clone());
     // One content type: `header` appends, so a binary body must not also say JSON.
     let request = match body.json_len {
@@ -438,20 +626,18 @@ impl Tally {
 
 async fn run(args: RunArgs) -> anyhow::Result<Report> {
     check_args(&args)?;
-    let path = endpoint(&args);
-    let uri: hyper::Uri = path.parse().with_context(|| format!("bad URL {path}"))?;
-    let body = Arc::new(body(&args, &rows(&args)?));
+    let prepared = Prepared::new(&args)?;
     let check = Check::new(&args);
     // One request first: a wrong URL or model fails fast and clearly.
-    let probe = Client::builder(TokioExecutor::new()).build_http();
-    send(&probe, &uri, &body, &check).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
+    let mut probe = prepared.connect(false).await?;
+    send(&mut probe, &check).await.map_err(|e| anyhow::anyhow!("the first request failed: {e}"))?;
 
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let end = measure_from + args.duration;
     let tally = match args.mode {
-        Mode::Closed => closed(&args, &uri, &body, &check, measure_from, end).await,
-        Mode::Open => open(&args, &uri, &body, &check, measure_from, end).await?,
+        Mode::Closed => closed(&args, &prepared, &check, measure_from, end).await?,
+        Mode::Open => open(&args, probe, &check, measure_from, end).await?,
     };
     let seconds = args.duration.as_secs_f64();
     let h = &tally.latency;
@@ -464,6 +650,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
         protocol: args.protocol,
         mode: args.mode,
         concurrency: args.concurrency,
+        connections: (args.protocol == Protocol::Grpc && args.connections > 0).then_some(args.connections),
         rate: (args.mode == Mode::Open).then_some(args.rate),
         rows: args.rows,
         body: args.body,
@@ -486,17 +673,27 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
 
 async fn closed(
     args: &RunArgs,
-    uri: &hyper::Uri,
-    body: &Arc<Body>,
+    prepared: &Prepared,
     check: &Check,
     measure_from: Instant,
     end: Instant,
-) -> Tally {
+) -> anyhow::Result<Tally> {
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (uri, body, check) = (uri.clone(), Arc::clone(body), check.clone());
-        // Its own client: one keep-alive connection per task.
-        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+    // `--connections` shared HTTP/2 connections (gRPC), else one per task.
+    let mut shared = Vec::new();
+    if args.protocol == Protocol::Grpc {
+        for _ in 0..args.connections {
+            shared.push(prepared.connect(true).await?);
+        }
+    }
+    for i in 0..args.concurrency.max(1) {
+        let check = check.clone();
+        // Its own client: one keep-alive connection (HTTP/1.1) or one HTTP/2 connection (gRPC) per task, unless
+        // gRPC callers share theirs.
+        let mut target = match shared.get(i % shared.len().max(1)) {
+            Some(t) => t.clone(),
+            None => prepared.connect(true).await?,
+        };
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();
             loop {
@@ -504,7 +701,7 @@ async fn closed(
                 if t0 >= end {
                     return tally;
                 }
-                let outcome = send(&client, &uri, &body, &check).await;
+                let outcome = send(&mut target, &check).await;
                 if t0 >= measure_from {
                     tally.record(t0.elapsed(), outcome);
                 }
@@ -517,13 +714,13 @@ async fn closed(
             all.merge(t);
         }
     }
-    all
+    Ok(all)
 }
 
+/// Requests on `target`'s client (HTTP: its pool of connections; gRPC: one multiplexed HTTP/2 connection).
 async fn open(
     args: &RunArgs,
-    uri: &hyper::Uri,
-    body: &Arc<Body>,
+    target: Target,
     check: &Check,
     measure_from: Instant,
     end: Instant,
@@ -531,7 +728,6 @@ async fn open(
     if args.rate.is_nan() || args.rate <= 0.0 {
         bail!("--rate must be positive");
     }
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let outstanding = Arc::new(tokio::sync::Semaphore::new(args.max_outstanding.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Duration, Result<(), String>)>();
@@ -550,10 +746,9 @@ async fn open(
         let dispatched = Instant::now();
         match Arc::clone(&outstanding).try_acquire_owned() {
             Ok(permit) => {
-                let (client, uri, body, check, tx) =
-                    (client.clone(), uri.clone(), Arc::clone(body), check.clone(), tx.clone());
+                let (mut target, check, tx) = (target.clone(), check.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let outcome = send(&client, &uri, &body, &check).await;
+                    let outcome = send(&mut target, &check).await;
                     drop(permit);
                     if measured {
                         // From dispatch: waiting for a connection is part of it, the harness's timer tick is not.
@@ -585,12 +780,17 @@ fn markdown_header() -> &'static str {
 
 fn markdown_row(r: &Report) -> String {
     let load = match r.mode {
-        Mode::Closed => format!("{} conn", r.concurrency),
+        Mode::Closed => match r.connections {
+            Some(n) => format!("{} calls / {n} conn", r.concurrency),
+            None => format!("{} conn", r.concurrency),
+        },
         Mode::Open => format!("{} req/s", r.rate.unwrap_or(0.0)),
     };
-    let body = match r.body {
-        BodyKind::Json => "JSON",
-        BodyKind::Binary => "binary",
+    let body = match (r.protocol, r.body) {
+        (Protocol::Grpc, BodyKind::Json) => "typed",
+        (Protocol::Grpc, BodyKind::Binary) => "raw",
+        (_, BodyKind::Json) => "JSON",
+        (_, BodyKind::Binary) => "binary",
     };
     let protocol = protocol_name(r.protocol);
     let l = &r.latency_ms;
@@ -606,6 +806,7 @@ fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::V2 => "v2",
         Protocol::V1 => "v1",
+        Protocol::Grpc => "grpc",
     }
 }
 
@@ -739,6 +940,26 @@ mod tests {
     }
 
     #[test]
+    fn grpc_requests_carry_the_same_rows_typed_or_raw() {
+        let rows = vec![vec![1.5f32, -2.0, 3.25], vec![0.0, 4.0, 5.5]];
+        let typed = grpc_request(&args(BodyKind::Json, 2), &rows);
+        let raw = grpc_request(&args(BodyKind::Binary, 2), &rows);
+        for r in [&typed, &raw] {
+            assert_eq!(r.model_name, "m");
+            assert_eq!(r.inputs[0].shape, vec![2, 3]);
+            assert_eq!(r.inputs[0].datatype, "FP32");
+            assert_eq!(r.outputs[0].name, "predict");
+        }
+        let flat: Vec<f32> = rows.concat();
+        assert_eq!(typed.inputs[0].contents.as_ref().unwrap().fp32_contents, flat);
+        assert!(typed.raw_input_contents.is_empty());
+        assert!(raw.inputs[0].contents.is_none());
+        let decoded: Vec<f32> =
+            raw.raw_input_contents[0].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(decoded, flat);
+    }
+
+    #[test]
     fn json_and_binary_bodies_follow_the_protocol() {
         let a = args(BodyKind::Json, 2);
         let b = body(&a, &[vec![1.0, 2.0], vec![3.0, 4.5]]);
@@ -781,6 +1002,7 @@ mod tests {
             protocol: Protocol::V2,
             mode: Mode::Closed,
             concurrency: 16,
+            connections: None,
             rate: None,
             rows: 1,
             body: BodyKind::Json,

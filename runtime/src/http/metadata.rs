@@ -4,12 +4,12 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::api_error::ApiError;
-use crate::inference::{ModelRef, Purpose, resolve};
-use crate::protocol::v2::{ModelMetadataResponse, ServerMetadataResponse, binary};
+use crate::inference::{self, ModelRef};
+use crate::protocol::v2::{ModelMetadataResponse, ServerMetadataResponse, binary, statistics};
 use crate::state::AppState;
 
 /// The protocol extensions implemented, as `GET /v2` lists them. Only complete ones are listed.
-pub const EXTENSIONS: [&str; 2] = [binary::EXTENSION, super::repository::EXTENSION];
+pub const EXTENSIONS: [&str; 3] = [binary::EXTENSION, crate::repository::EXTENSION, statistics::EXTENSION];
 
 /// `GET /v2`.
 pub(crate) async fn server() -> Json<ServerMetadataResponse> {
@@ -26,15 +26,5 @@ pub(crate) async fn model(
     State(state): State<AppState>,
     model: ModelRef,
 ) -> Result<Json<ModelMetadataResponse>, ApiError> {
-    // Describing the default must not count towards the canary split.
-    let (snapshot, version) = resolve(&state, &model, Purpose::Describe)?;
-    let m = version.model();
-    let signature = m.signature();
-    Ok(Json(ModelMetadataResponse {
-        versions: snapshot.version_names(),
-        platform: format!("ferroserve/{}", m.kind()),
-        inputs: signature.inputs.clone(),
-        outputs: signature.outputs.clone(),
-        name: model.model,
-    }))
+    Ok(Json(inference::metadata(&state, &model)?))
 }

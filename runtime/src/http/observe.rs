@@ -1,4 +1,5 @@
-//! Observability routes: `GET /metrics` (Prometheus), `GET /v2/models/{m}[/versions/{v}]/drift` and
+//! Observability routes: `GET /metrics` (Prometheus), `GET /v2/models/{m}[/versions/{v}]/drift`,
+//! `GET /v2/models/{m}[/versions/{v}]/stats` (Triton's statistics extension) and
 //! `POST /v2/models/{m}/feedback`.
 
 use axum::Json;
@@ -13,7 +14,9 @@ use crate::api_error::ApiError;
 use crate::drift::DriftReport;
 use crate::feedback::{FeedbackError, FeedbackItem, FeedbackResponse};
 use crate::inference::{ModelRef, Purpose, resolve};
+use crate::protocol::v2::ModelStatisticsResponse;
 use crate::state::AppState;
+use crate::statistics;
 
 /// `GET /metrics`: the Prometheus text format.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
@@ -44,6 +47,15 @@ pub(crate) async fn drift(State(state): State<AppState>, model: ModelRef) -> Res
         )));
     };
     Ok(Json(DriftResponse { model: model.model, version: v.name().to_owned(), report: window.report() }))
+}
+
+/// `GET /v2/models/{model_name}[/versions/{model_version}]/stats`: the statistics of every loaded version,
+/// or of the version the path or a `x-model-version` header names, in Triton's shape.
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    model: ModelRef,
+) -> Result<Json<ModelStatisticsResponse>, ApiError> {
+    Ok(Json(statistics::collect(&state, Some(&model.model), model.version.as_deref())?))
 }
 
 /// `POST /v2/models/{model_name}/feedback`: `{"id", "labels"}` or an array of them.

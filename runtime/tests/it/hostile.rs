@@ -35,11 +35,12 @@ struct Process {
 
 impl Process {
     async fn start(repo: &Path) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, grpc) = (free(), free());
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferroserve"))
             .args(["--model_repository", repo.to_str().unwrap(), "--host", "127.0.0.1"])
             .args(["--http_port", &port.to_string(), "--watch_interval", "300ms", "--watch_debounce", "50ms"])
-            .args(["--shutdown_timeout", "5s"])
+            .args(["--shutdown_timeout", "5s", "--grpc_port", &grpc.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

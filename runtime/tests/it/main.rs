@@ -10,6 +10,7 @@ mod cli;
 mod connections;
 mod errors;
 mod example;
+mod grpc;
 mod health;
 mod hostile;
 mod hotswap;

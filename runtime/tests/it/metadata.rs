@@ -13,7 +13,7 @@ async fn server_metadata() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"name": "ferroserve", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "model_repository"]})
+        json!({"name": "ferroserve", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data", "model_repository", "statistics"]})
     );
 }
 

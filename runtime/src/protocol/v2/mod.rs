@@ -13,6 +13,7 @@
 pub mod binary;
 mod data;
 mod message;
+pub mod statistics;
 mod tensor;
 
 use ferroserve_formats::TensorSpec;
@@ -20,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 pub use binary::{BinaryError, BinaryOutputs};
 pub use message::{DecodeError, ResponseBody};
+pub use statistics::{
+    InferBatchStatistics, InferStatistics, ModelStatistics, ModelStatisticsResponse, StatisticDuration,
+};
 pub use tensor::{BASE64_CONTENT_TYPE, InferTensor};
 
 /// An open `parameters` object (`$parameters` in the specification).

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Single-row throughput of Ferroserve over gRPC against REST, in one run on this machine: the example
+# anomaly-detector (IsolationForest, 200 trees) served by one release ferroserve on 127.0.0.1, loaded by
+# ferroserve-load in closed loop at 1, 8 and 16 callers over REST (JSON; binary tensors) and gRPC (raw tensors as
+# Triton's client sends them, one HTTP/2 connection per caller as REST has; typed contents; raw with every caller on
+# one HTTP/2 connection, as a gRPC client shares its channel). The scenarios take turns, repeated, so that a change
+# in the machine's load hits them alike; the table gives the median of the repetitions. The server is stopped by
+# its PID on exit.
+#
+#   benches/peers/grpc_vs_rest.sh            1 s warm-up, 5 s per scenario, 3 repetitions (about 5 minutes)
+#   benches/peers/grpc_vs_rest.sh --quick    0.5 s warm-up, 2 s per scenario, 1 repetition
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+warmup=1s
+duration=5s
+reps=3
+if [[ ${1:-} == --quick ]]; then
+  warmup=500ms
+  duration=2s
+  reps=1
+fi
+out=$(mktemp -d)
+pid=
+cleanup() {
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$out"
+}
+trap cleanup EXIT
+
+cargo build --release --locked -q -p ferroserve -p ferroserve-load
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+http=$(free_port)
+grpc=$(free_port)
+target=${CARGO_TARGET_DIR:-target}
+"$target/release/ferroserve" --host 127.0.0.1 --http_port "$http" --grpc_port "$grpc" \
+  --model_name anomaly-detector --model_dir examples/models/anomaly-detector >"$out/server.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+run() { # name rep url args...
+  local name=$1 rep=$2 url=$3
+  shift 3
+  "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
+    --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --expect-output predict \
+    --out "$out/$name.$rep.json" "$@" >/dev/null
+}
+for rep in $(seq 1 "$reps"); do
+  for c in 1 8 16; do
+    run "REST JSON|$c" "$rep" "http://127.0.0.1:$http" --concurrency "$c"
+    run "gRPC raw|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body binary
+    run "REST binary|$c" "$rep" "http://127.0.0.1:$http" --concurrency "$c" --body binary --output predict
+    run "gRPC typed|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body json
+    run "gRPC raw, 1 connection|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body binary \
+      --connections 1
+  done
+done
+python3 - "$out" "$reps" <<'PY'
+import glob, json, os, statistics, sys
+out, reps = sys.argv[1], sys.argv[2]
+runs = {}
+for f in glob.glob(os.path.join(out, "*.json")):
+    r = json.load(open(f))
+    name, c = r["label"].split("|")
+    runs.setdefault((int(c), name), []).append(r)
+order = ["REST JSON", "REST binary", "gRPC raw", "gRPC typed", "gRPC raw, 1 connection"]
+print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON |")
+print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+for c in sorted({c for c, _ in runs}):
+    base = statistics.median(r["throughput_rps"] for r in runs[(c, "REST JSON")])
+    for name in order:
+        rs = runs.get((c, name), [])
+        if not rs:
+            continue
+        t = [r["throughput_rps"] for r in rs]
+        med = statistics.median(t)
+        p50 = statistics.median(r["latency_ms"]["p50"] for r in rs)
+        p99 = statistics.median(r["latency_ms"]["p99"] for r in rs)
+        errors = sum(r["errors"] for r in rs)
+        print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× |")
+PY
+echo
+echo "$(nproc) vCPUs ($(lscpu | sed -n 's/^Model name: *//p')), load average after the run $(cut -d' ' -f1-3 /proc/loadavg)"

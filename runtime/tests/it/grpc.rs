@@ -1,0 +1,508 @@
+//! The Open Inference Protocol over gRPC: a tonic client (generated from the same .proto) against a
+//! server on two real 127.0.0.1 sockets, REST and gRPC, sharing one state; every answer is compared
+//! with REST's.
+
+use std::net::SocketAddr;
+
+use ferroserve::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use ferroserve::grpc::proto::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+use ferroserve::grpc::proto::{
+    InferTensorContents, ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelReadyRequest,
+    ModelStatisticsRequest, RepositoryIndexRequest, RepositoryModelLoadRequest, RepositoryModelUnloadRequest,
+    ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
+};
+use ferroserve::{AppState, Limits, Listeners, ModelStore, StoreConfig, VersionPolicy};
+use prost::bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::{Fixture, MODEL, get, post, scores, v1, v2};
+
+type Client = GrpcInferenceServiceClient<Channel>;
+
+/// A server on two loopback sockets, its REST router (over the same state) and a gRPC client.
+struct Running {
+    http: SocketAddr,
+    grpc: SocketAddr,
+    rest: axum::Router,
+    client: Client,
+    channel: Channel,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ferroserve::Error>>,
+}
+
+impl Running {
+    async fn start(fx: &Fixture, limits: Limits) -> Running {
+        let config = StoreConfig { policy: VersionPolicy::All, ..StoreConfig::default() };
+        let state = AppState::new(ModelStore::open_with(&fx.repository(), config).unwrap(), limits);
+        let rest = ferroserve::app(state.clone());
+        let store = state.store().clone();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(ferroserve::serve_listeners(state, Listeners { http, grpc: Some(grpc) }, async {
+            let _ = stopped.await;
+        }));
+        tokio::time::timeout(std::time::Duration::from_secs(30), store.wait_ready()).await.unwrap();
+        let channel = Channel::from_shared(format!("http://{grpc_addr}")).unwrap().connect().await.unwrap();
+        let client = GrpcInferenceServiceClient::new(channel.clone());
+        Running { http: http_addr, grpc: grpc_addr, rest, client, channel, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn input(name: &str, datatype: &str, shape: Vec<i64>, contents: Option<InferTensorContents>) -> InferInputTensor {
+    InferInputTensor { name: name.into(), datatype: datatype.into(), shape, parameters: Default::default(), contents }
+}
+
+fn outputs(names: &[&str]) -> Vec<InferRequestedOutputTensor> {
+    names.iter().map(|n| InferRequestedOutputTensor { name: (*n).into(), parameters: Default::default() }).collect()
+}
+
+/// `rows` as FP32 typed contents.
+fn typed_request(model: &str, rows: &[[f32; 2]]) -> ModelInferRequest {
+    let contents = InferTensorContents { fp32_contents: rows.concat(), ..Default::default() };
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![input("input-0", "FP32", vec![rows.len() as i64, 2], Some(contents))],
+        outputs: outputs(&["predict", "score_samples"]),
+        ..Default::default()
+    }
+}
+
+/// The same rows as raw little-endian bytes of `datatype`.
+fn raw_request(model: &str, rows: &[[f32; 2]], datatype: &str) -> ModelInferRequest {
+    let values = rows.concat();
+    let bytes: Vec<u8> = match datatype {
+        "FP32" => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        "FP64" => values.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect(),
+        "INT64" => values.iter().flat_map(|v| (*v as i64).to_le_bytes()).collect(),
+        "BOOL" => values.iter().map(|v| u8::from(*v != 0.0)).collect(),
+        other => panic!("{other}"),
+    };
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![input("input-0", datatype, vec![rows.len() as i64, 2], None)],
+        outputs: outputs(&["predict", "score_samples"]),
+        raw_input_contents: vec![Bytes::from(bytes)],
+        ..Default::default()
+    }
+}
+
+/// The outputs of a gRPC answer as REST writes them: `[{name, datatype, shape, data}]`.
+fn as_rest(r: &ModelInferResponse) -> Value {
+    let outputs: Vec<Value> = r
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let data: Vec<Value> = match (&o.contents, r.raw_output_contents.get(i)) {
+                (Some(c), _) => match o.datatype.as_str() {
+                    "INT64" => c.int64_contents.iter().map(|v| json!(v)).collect(),
+                    "FP32" => c.fp32_contents.iter().map(|v| json!(v)).collect(),
+                    "FP64" => c.fp64_contents.iter().map(|v| json!(v)).collect(),
+                    "BOOL" => c.bool_contents.iter().map(|v| json!(v)).collect(),
+                    "BYTES" => c.bytes_contents.iter().map(|v| json!(String::from_utf8_lossy(v))).collect(),
+                    other => panic!("{other}"),
+                },
+                (None, Some(raw)) => match o.datatype.as_str() {
+                    "INT64" => raw.chunks_exact(8).map(|c| json!(i64::from_le_bytes(c.try_into().unwrap()))).collect(),
+                    "FP32" => raw.chunks_exact(4).map(|c| json!(f32::from_le_bytes(c.try_into().unwrap()))).collect(),
+                    "FP64" => raw.chunks_exact(8).map(|c| json!(f64::from_le_bytes(c.try_into().unwrap()))).collect(),
+                    other => panic!("{other}"),
+                },
+                (None, None) => panic!("output {} has no data", o.name),
+            };
+            json!({"name": o.name, "datatype": o.datatype, "shape": o.shape, "data": data})
+        })
+        .collect();
+    Value::Array(outputs)
+}
+
+fn rest_body(rows: &[[f32; 2]], datatype: &str, id: Option<&str>) -> String {
+    let data: Vec<Value> = rows
+        .iter()
+        .flatten()
+        .map(|v| match datatype {
+            "INT64" => json!(*v as i64),
+            "BOOL" => json!(*v != 0.0),
+            _ => json!(v),
+        })
+        .collect();
+    let mut body = json!({
+        "inputs": [{"name": "input-0", "shape": [rows.len(), 2], "datatype": datatype, "data": data}],
+        "outputs": [{"name": "predict"}, {"name": "score_samples"}],
+    });
+    if let Some(id) = id {
+        body["id"] = json!(id);
+    }
+    body.to_string()
+}
+
+const ROWS: [[f32; 2]; 3] = [[0.0, 0.0], [1.0, 3.0], [4.0, 0.0]];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metadata_and_readiness() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut c = s.client.clone();
+    assert!(c.server_live(ServerLiveRequest {}).await.unwrap().into_inner().live);
+    assert!(c.server_ready(ServerReadyRequest {}).await.unwrap().into_inner().ready);
+    let meta = c.server_metadata(ServerMetadataRequest {}).await.unwrap().into_inner();
+    assert_eq!(meta.name, "ferroserve");
+    assert_eq!(meta.extensions, ["model_repository", "statistics"]);
+
+    // Model metadata equals REST's, for the default and a pinned version.
+    for (version, path) in [("", format!("/v2/models/{MODEL}")), ("v1", format!("/v2/models/{MODEL}/versions/v1"))] {
+        let m = c
+            .model_metadata(ModelMetadataRequest { name: MODEL.into(), version: version.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        let (status, rest) = get(&s.rest, &path).await;
+        assert_eq!(status, 200);
+        assert_eq!(json!(m.versions), rest["versions"]);
+        assert_eq!(m.platform, rest["platform"]);
+        let tensors = |t: &[ferroserve::grpc::proto::model_metadata_response::TensorMetadata]| {
+            t.iter().map(|t| json!({"name": t.name, "datatype": t.datatype, "shape": t.shape})).collect::<Vec<_>>()
+        };
+        assert_eq!(json!(tensors(&m.inputs)), rest["inputs"]);
+        assert_eq!(json!(tensors(&m.outputs)), rest["outputs"]);
+    }
+
+    let ready = |name: &str, version: &str| ModelReadyRequest { name: name.into(), version: version.into() };
+    assert!(c.model_ready(ready(MODEL, "")).await.unwrap().into_inner().ready);
+    assert!(c.model_ready(ready(MODEL, "1")).await.unwrap().into_inner().ready);
+    assert_eq!(c.model_ready(ready("nope", "")).await.unwrap_err().code(), Code::NotFound);
+    let e = c.model_ready(ready(MODEL, "v9")).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains("has no version `v9`"), "{}", e.message());
+    let e = c.model_metadata(ModelMetadataRequest { name: "nope".into(), version: String::new() }).await.unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::NotFound, "model `nope` not found"));
+
+    // grpc.health.v1 for Kubernetes probes.
+    let mut health = HealthClient::new(s.channel.clone());
+    for service in ["", "inference.GRPCInferenceService", "ready", "live"] {
+        let r = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(r.status(), ServingStatus::Serving, "{service:?}");
+    }
+    let e = health.check(HealthCheckRequest { service: "other".into() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::Serving);
+    // The drain does not wait for the open Watch (its deadline is 25 s): the stream says NOT_SERVING and ends.
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.stop()).await.expect("drained with a Watch open");
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::NotServing);
+    assert!(!matches!(watch.message().await, Ok(Some(_))), "the stream ends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infer_answers_as_rest_does_for_every_datatype_typed_and_raw() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut c = s.client.clone();
+    let uri = format!("/v2/models/{MODEL}/infer");
+
+    // Typed FP32: the model's own scores; the answer is typed too.
+    let r = c.model_infer(typed_request(MODEL, &ROWS)).await.unwrap();
+    assert_eq!(r.metadata().get("x-model-version").unwrap(), "v2");
+    let r = r.into_inner();
+    assert_eq!((r.model_name.as_str(), r.model_version.as_str()), (MODEL, "v2"));
+    assert!(r.raw_output_contents.is_empty(), "a typed request is answered typed");
+    assert_eq!(r.outputs[1].contents.as_ref().unwrap().fp64_contents, scores(&v2(), &ROWS));
+    assert_eq!(r.outputs[0].shape, [3]);
+    let (status, rest) = post(&s.rest, &uri, rest_body(&ROWS, "FP32", None)).await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(as_rest(&r), rest["outputs"]);
+
+    // Raw contents of every numeric type the model takes, as Triton's client sends them: answered raw,
+    // identical to REST's answer to the same values.
+    let rows: [[f32; 2]; 3] = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    for datatype in ["FP32", "FP64", "INT64", "BOOL"] {
+        let r = c.model_infer(raw_request(MODEL, &rows, datatype)).await.unwrap().into_inner();
+        assert_eq!(r.raw_output_contents.len(), 2, "{datatype}: a raw request is answered raw");
+        assert!(r.outputs.iter().all(|o| o.contents.is_none()));
+        let (status, rest) = post(&s.rest, &uri, rest_body(&rows, datatype, None)).await;
+        assert_eq!(status, 200, "{datatype}: {rest}");
+        assert_eq!(as_rest(&r), rest["outputs"], "{datatype}");
+    }
+
+    // The id is echoed; a pinned version answers, by field or by metadata; the default output alone
+    // when none is asked for.
+    let mut request = typed_request(MODEL, &ROWS);
+    request.id = "req-7".into();
+    request.model_version = "1".into();
+    request.outputs.clear();
+    let r = c.model_infer(request).await.unwrap().into_inner();
+    assert_eq!((r.id.as_str(), r.model_version.as_str(), r.outputs.len()), ("req-7", "v1", 1));
+    let mut pinned = tonic::Request::new(typed_request(MODEL, &ROWS));
+    pinned.metadata_mut().insert("x-model-version", "v1".parse().unwrap());
+    let r = c.model_infer(pinned).await.unwrap().into_inner();
+    assert_eq!(r.model_version, "v1");
+    assert_eq!(r.outputs[1].contents.as_ref().unwrap().fp64_contents, scores(&v1(), &ROWS));
+
+    // BYTES: no model here takes strings; refused as REST refuses them.
+    let strings = InferTensorContents { bytes_contents: vec![b"a".to_vec(), b"b".to_vec()], ..Default::default() };
+    let request = ModelInferRequest {
+        model_name: MODEL.into(),
+        inputs: vec![input("input-0", "BYTES", vec![1, 2], Some(strings))],
+        ..Default::default()
+    };
+    let e = c.model_infer(request).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let (status, rest) = post(
+        &s.rest,
+        &uri,
+        json!({"inputs": [{"name": "input-0", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(e.message(), rest["error"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_their_codes_and_say_why() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut c = s.client.clone();
+    let code = |r: Result<tonic::Response<ModelInferResponse>, tonic::Status>| {
+        let e = r.unwrap_err();
+        (e.code(), e.message().to_owned())
+    };
+    let (status, message) = code(c.model_infer(typed_request("nope", &ROWS)).await);
+    assert_eq!((status, message.as_str()), (Code::NotFound, "model `nope` not found"));
+    let mut request = typed_request(MODEL, &ROWS);
+    request.model_version = "v9".into();
+    assert_eq!(code(c.model_infer(request).await).0, Code::NotFound);
+
+    // Three features for a two-feature model: the model's own message, as REST's.
+    let request = ModelInferRequest {
+        model_name: MODEL.into(),
+        inputs: vec![input(
+            "input-0",
+            "FP32",
+            vec![1, 3],
+            Some(InferTensorContents { fp32_contents: vec![1.0, 2.0, 3.0], ..Default::default() }),
+        )],
+        ..Default::default()
+    };
+    let (status, message) = code(c.model_infer(request).await);
+    assert_eq!(status, Code::InvalidArgument);
+    let (rest_status, rest) = post(
+        &s.rest,
+        &format!("/v2/models/{MODEL}/infer"),
+        json!({"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}).to_string(),
+    )
+    .await;
+    assert_eq!(rest_status, 400);
+    assert_eq!(message, rest["error"]);
+
+    // Data that does not fill its shape, raw bytes of the wrong size, an unknown datatype, an
+    // unknown output: each named.
+    let mut request = typed_request(MODEL, &ROWS);
+    request.inputs[0].shape = vec![4, 2];
+    let (status, message) = code(c.model_infer(request).await);
+    assert_eq!(status, Code::InvalidArgument);
+    assert!(message.contains("input-0"), "{message}");
+    let mut request = raw_request(MODEL, &ROWS, "FP32");
+    request.raw_input_contents[0] = Bytes::from_static(&[0; 5]);
+    let (status, message) = code(c.model_infer(request).await);
+    assert_eq!(status, Code::InvalidArgument);
+    assert!(message.contains("input-0") && message.contains('5'), "{message}");
+    let mut request = typed_request(MODEL, &ROWS);
+    request.inputs[0].datatype = "FLOAT".into();
+    let (status, message) = code(c.model_infer(request).await);
+    assert_eq!(status, Code::InvalidArgument);
+    assert!(message.starts_with("input `input-0`: unknown datatype `FLOAT`"), "{message}");
+    let mut request = typed_request(MODEL, &ROWS);
+    request.outputs = outputs(&["nope"]);
+    let (status, message) = code(c.model_infer(request).await);
+    assert_eq!(status, Code::InvalidArgument);
+    assert!(message.contains("nope"), "{message}");
+    let mut bad_header = tonic::Request::new(typed_request(MODEL, &ROWS));
+    bad_header.metadata_mut().insert("x-model-version", "v1".parse().unwrap());
+    bad_header.get_mut().model_version = "v2".into();
+    assert_eq!(code(c.model_infer(bad_header).await).0, Code::InvalidArgument);
+
+    // The server lives on after every one of them.
+    assert!(c.model_infer(typed_request(MODEL, &ROWS)).await.is_ok());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_statistics_metrics_drift_and_feedback_are_shared_with_rest() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut c = s.client.clone();
+
+    // Index as REST lists it; the broken v3 is UNAVAILABLE with its reason.
+    let index = c.repository_index(RepositoryIndexRequest::default()).await.unwrap().into_inner().models;
+    let (_, rest) = post(&s.rest, "/v2/repository/index", "").await;
+    let listed: Vec<Value> = index
+        .iter()
+        .map(|m| {
+            let mut e = json!({"name": m.name, "state": m.state, "reason": m.reason});
+            if !m.version.is_empty() {
+                e["version"] = json!(m.version);
+            }
+            e
+        })
+        .collect();
+    assert_eq!(Value::Array(listed), rest);
+    assert!(index.iter().any(|m| m.version == "v3" && m.state == "UNAVAILABLE"), "{index:?}");
+    let ready = c.repository_index(RepositoryIndexRequest { ready: true, ..Default::default() }).await.unwrap();
+    assert!(ready.into_inner().models.iter().all(|m| m.state == "READY"));
+
+    // Unload, then infer: NOT_FOUND? No: the model is known but unloaded, so UNAVAILABLE; load brings it back.
+    let unload = RepositoryModelUnloadRequest { model_name: "bare".into(), ..Default::default() };
+    c.repository_model_unload(unload).await.unwrap();
+    let e = c.model_infer(typed_request("bare", &ROWS)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable, "{}", e.message());
+    assert!(
+        !c.model_ready(ModelReadyRequest { name: "bare".into(), version: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    c.repository_model_load(RepositoryModelLoadRequest { model_name: "bare".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(c.model_infer(typed_request("bare", &ROWS)).await.is_ok());
+    let e = c
+        .repository_model_load(RepositoryModelLoadRequest { model_name: "nope".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    let e = c
+        .repository_model_unload(RepositoryModelUnloadRequest { model_name: "nope".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // Statistics: two gRPC and one REST request of 3 rows to v2, one failure; gRPC and REST report the same.
+    for _ in 0..2 {
+        c.model_infer(typed_request(MODEL, &ROWS)).await.unwrap();
+    }
+    let (status, _) = post(&s.rest, &format!("/v2/models/{MODEL}/infer"), rest_body(&ROWS, "FP32", None)).await;
+    assert_eq!(status, 200);
+    let mut bad = typed_request(MODEL, &ROWS);
+    bad.outputs = outputs(&["nope"]);
+    c.model_infer(bad).await.unwrap_err();
+    let stats = c
+        .model_statistics(ModelStatisticsRequest { name: MODEL.into(), version: "v2".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let (status, rest) = get(&s.rest, &format!("/v2/models/{MODEL}/versions/v2/stats")).await;
+    assert_eq!(status, 200, "{rest}");
+    let [m] = &stats.model_stats[..] else { panic!("{stats:?}") };
+    let r = &rest["model_stats"][0];
+    assert_eq!((m.name.as_str(), m.version.as_str()), (MODEL, "v2"));
+    let i = m.inference_stats.as_ref().unwrap();
+    assert_eq!(i.success.unwrap().count, 3);
+    assert_eq!(i.fail.unwrap().count, 1);
+    assert_eq!(m.inference_count, 9, "3 requests of 3 rows");
+    assert_eq!(m.execution_count, 3);
+    assert!(i.compute_infer.unwrap().count >= 3 && i.success.unwrap().ns > 0);
+    assert!(m.last_inference > 1_700_000_000_000, "milliseconds since the epoch: {}", m.last_inference);
+    assert_eq!(r["inference_count"], 9);
+    assert_eq!(r["execution_count"], 3);
+    assert_eq!(r["last_inference"], m.last_inference);
+    assert_eq!(r["inference_stats"]["success"]["count"], 3);
+    assert_eq!(r["inference_stats"]["fail"]["count"], 1);
+    for phase in ["queue", "compute_input", "compute_infer", "compute_output"] {
+        assert!(r["inference_stats"][phase]["ns"].is_u64(), "{phase}: {r}");
+    }
+    assert_eq!(r["batch_stats"], json!([]));
+    // Every version of the model, every model, and the errors.
+    let all = c.model_statistics(ModelStatisticsRequest { name: MODEL.into(), version: String::new() }).await.unwrap();
+    assert_eq!(all.into_inner().model_stats.iter().map(|m| m.version.as_str()).collect::<Vec<_>>(), ["v1", "v2"]);
+    let (_, rest_all) = get(&s.rest, &format!("/v2/models/{MODEL}/stats")).await;
+    assert_eq!(rest_all["model_stats"].as_array().unwrap().len(), 2);
+    let every = c.model_statistics(ModelStatisticsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(every.model_stats.len(), 3, "anomaly-detector v1, v2 and bare");
+    let e = c.model_statistics(ModelStatisticsRequest { name: "nope".into(), version: String::new() }).await;
+    assert_eq!(e.unwrap_err().code(), Code::NotFound);
+    let e = c.model_statistics(ModelStatisticsRequest { name: MODEL.into(), version: "v9".into() }).await;
+    assert_eq!(e.unwrap_err().code(), Code::NotFound);
+    assert_eq!(get(&s.rest, "/v2/models/nope/stats").await.0, 404);
+
+    // Metrics: gRPC inference is in the same families as REST's, and in its own series by code.
+    let text = metrics(&s.rest).await;
+    let v2_ok = format!(r#"kserve_inference_requests_total{{model="{MODEL}",status="200",version="v2"}} 3"#);
+    assert!(text.contains(&v2_ok), "{text}");
+    assert!(text.contains(r#"ferroserve_grpc_requests_total{code="OK",method="ModelInfer"} "#), "{text}");
+    assert!(text.contains(r#"ferroserve_grpc_requests_total{code="NOT_FOUND",method="RepositoryModelLoad"} 1"#));
+
+    // Drift and feedback: a gRPC request with an id is kept for feedback given over REST.
+    let (_, before) = get(&s.rest, &format!("/v2/models/{MODEL}/drift")).await;
+    let mut request = typed_request(MODEL, &ROWS);
+    request.id = "grpc-1".into();
+    c.model_infer(request).await.unwrap();
+    let (_, after) = get(&s.rest, &format!("/v2/models/{MODEL}/drift")).await;
+    assert_eq!(after["samples"].as_u64().unwrap(), before["samples"].as_u64().unwrap() + 3, "{after}");
+    let (status, body) = post(
+        &s.rest,
+        &format!("/v2/models/{MODEL}/feedback"),
+        json!({"id": "grpc-1", "labels": [1, 1, -1]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    s.stop().await;
+}
+
+async fn metrics(rest: &axum::Router) -> String {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let request = axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap();
+    let body = rest.clone().oneshot(request).await.unwrap().into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_apply_to_grpc_and_spare_health() {
+    let fx = Fixture::new();
+    // No permit at all: every model call is shed; health and readiness still answer.
+    let s = Running::start(&fx, Limits { max_concurrency: 0, max_body_bytes: 4096, ..Limits::default() }).await;
+    let mut c = s.client.clone();
+    let e = c.model_infer(typed_request(MODEL, &ROWS)).await.unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::Unavailable, "server overloaded; retry later"));
+    let e = c.model_metadata(ModelMetadataRequest { name: MODEL.into(), version: String::new() }).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    assert!(c.server_ready(ServerReadyRequest {}).await.unwrap().into_inner().ready);
+    let mut health = HealthClient::new(s.channel.clone());
+    let r = health.check(HealthCheckRequest::default()).await.unwrap().into_inner();
+    assert_eq!(r.status(), ServingStatus::Serving);
+    assert!(metrics(&s.rest).await.contains(r#"ferroserve_requests_rejected_total{reason="overloaded"} 2"#));
+
+    // A message over --max_body_bytes is refused before it is decoded (tonic's code for it).
+    let big = raw_request(MODEL, &[[1.0, 2.0]; 1000], "FP32");
+    let e = c.model_infer(big).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{}", e.message());
+    assert!(e.message().contains("the limit is: 4096 bytes"), "{}", e.message());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ports_serve_one_state_and_stop_together() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let (http, grpc) = (s.http, s.grpc);
+    assert!(tokio::net::TcpStream::connect(http).await.is_ok());
+    s.stop().await;
+    assert!(tokio::net::TcpStream::connect(http).await.is_err(), "the REST listener is closed");
+    assert!(tokio::net::TcpStream::connect(grpc).await.is_err(), "the gRPC listener is closed");
+}
