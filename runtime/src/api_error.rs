@@ -130,9 +130,10 @@ impl ApiError {
             ApiError::Lookup(LookupError::UnknownModel { .. } | LookupError::UnknownVersion { .. })
             | ApiError::NoRoute { .. }
             | ApiError::NotFound(_) => tonic::Code::NotFound,
-            ApiError::Lookup(LookupError::NotReady { .. }) | ApiError::Overloaded | ApiError::Timeout(_) => {
-                tonic::Code::Unavailable
-            }
+            ApiError::Lookup(LookupError::NotReady { .. })
+            | ApiError::Overloaded
+            | ApiError::BodyBudget { .. }
+            | ApiError::Timeout(_) => tonic::Code::Unavailable,
             ApiError::PayloadTooLarge { .. } => tonic::Code::ResourceExhausted,
             ApiError::BodyTimeout(_) => tonic::Code::DeadlineExceeded,
             ApiError::NotImplemented(_) => tonic::Code::Unimplemented,
