@@ -9,17 +9,23 @@
 #
 #   benches/peers/grpc_vs_rest.sh            1 s warm-up, 5 s per scenario, 3 repetitions (about 5 minutes)
 #   benches/peers/grpc_vs_rest.sh --quick    0.5 s warm-up, 2 s per scenario, 1 repetition
+#   benches/peers/grpc_vs_rest.sh --pinned   the server on CPU 0 (one tokio worker), the load generator on CPU 1, so
+#                                            that the protocols are compared on the server's cost alone (taskset)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 warmup=1s
 duration=5s
 reps=3
-if [[ ${1:-} == --quick ]]; then
-  warmup=500ms
-  duration=2s
-  reps=1
-fi
+server_cpu=()
+load_cpu=()
+for arg in "$@"; do
+  case $arg in
+    --quick) warmup=500ms duration=2s reps=1 ;;
+    --pinned) server_cpu=(env TOKIO_WORKER_THREADS=1 taskset -c 0) load_cpu=(taskset -c 1) ;;
+    *) echo "unknown argument $arg (--quick, --pinned)" >&2; exit 2 ;;
+  esac
+done
 out=$(mktemp -d)
 pid=
 cleanup() {
@@ -33,7 +39,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 http=$(free_port)
 grpc=$(free_port)
 target=${CARGO_TARGET_DIR:-target}
-"$target/release/ferroserve" --host 127.0.0.1 --http_port "$http" --grpc_port "$grpc" \
+"${server_cpu[@]}" "$target/release/ferroserve" --host 127.0.0.1 --http_port "$http" --grpc_port "$grpc" \
   --model_name anomaly-detector --model_dir examples/models/anomaly-detector >"$out/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
@@ -44,7 +50,7 @@ done
 run() { # name rep url args...
   local name=$1 rep=$2 url=$3
   shift 3
-  "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
+  "${load_cpu[@]}" "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
     --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --expect-output predict \
     --out "$out/$name.$rep.json" "$@" >/dev/null
 }
@@ -83,4 +89,5 @@ for c in sorted({c for c, _ in runs}):
         print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× |")
 PY
 echo
+[[ ${#server_cpu[@]} -gt 0 ]] && echo "server pinned to CPU 0 with one tokio worker, load generator pinned to CPU 1"
 echo "$(nproc) vCPUs ($(lscpu | sed -n 's/^Model name: *//p')), load average after the run $(cut -d' ' -f1-3 /proc/loadavg)"
