@@ -4,22 +4,29 @@
 # ferroserve-load in closed loop at 1, 8 and 16 callers over REST (JSON; binary tensors) and gRPC (raw tensors as
 # Triton's client sends them, one HTTP/2 connection per caller as REST has; typed contents; raw with every caller on
 # one HTTP/2 connection, as a gRPC client shares its channel). The scenarios take turns, repeated, so that a change
-# in the machine's load hits them alike; the table gives the median of the repetitions. The server is stopped by
-# its PID on exit.
+# in the machine's load hits them alike; the table gives the median of the repetitions, and the server's own CPU time
+# per answered request (from /proc and its request counter), which other jobs on the machine move far less than
+# throughput. The server is stopped by its PID on exit.
 #
 #   benches/peers/grpc_vs_rest.sh            1 s warm-up, 5 s per scenario, 3 repetitions (about 5 minutes)
 #   benches/peers/grpc_vs_rest.sh --quick    0.5 s warm-up, 2 s per scenario, 1 repetition
+#   benches/peers/grpc_vs_rest.sh --pinned   the server on CPU 0 (one tokio worker), the load generator on CPU 1, so
+#                                            that the protocols are compared on the server's cost alone (taskset)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 warmup=1s
 duration=5s
 reps=3
-if [[ ${1:-} == --quick ]]; then
-  warmup=500ms
-  duration=2s
-  reps=1
-fi
+server_cpu=()
+load_cpu=()
+for arg in "$@"; do
+  case $arg in
+    --quick) warmup=500ms duration=2s reps=1 ;;
+    --pinned) server_cpu=(env TOKIO_WORKER_THREADS=1 taskset -c 0) load_cpu=(taskset -c 1) ;;
+    *) echo "unknown argument $arg (--quick, --pinned)" >&2; exit 2 ;;
+  esac
+done
 out=$(mktemp -d)
 pid=
 cleanup() {
@@ -33,7 +40,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 http=$(free_port)
 grpc=$(free_port)
 target=${CARGO_TARGET_DIR:-target}
-"$target/release/ferroserve" --host 127.0.0.1 --http_port "$http" --grpc_port "$grpc" \
+"${server_cpu[@]}" "$target/release/ferroserve" --host 127.0.0.1 --http_port "$http" --grpc_port "$grpc" \
   --model_name anomaly-detector --model_dir examples/models/anomaly-detector >"$out/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
@@ -41,12 +48,20 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+server_cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+answered() { curl -sf "http://127.0.0.1:$http/metrics" | awk '/^kserve_inference_requests_total\{.*status="200"/ {s += $2} END {print s + 0}'; }
+
 run() { # name rep url args...
   local name=$1 rep=$2 url=$3
   shift 3
-  "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
+  local c0 r0
+  c0=$(server_cpu_ticks)
+  r0=$(answered)
+  "${load_cpu[@]}" "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
     --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --expect-output predict \
     --out "$out/$name.$rep.json" "$@" >/dev/null
+  echo "$((($(server_cpu_ticks) - c0) * tick_us)) $(($(answered) - r0))" >"$out/$name.$rep.cpu"
 }
 for rep in $(seq 1 "$reps"); do
   for c in 1 8 16; do
@@ -65,10 +80,12 @@ runs = {}
 for f in glob.glob(os.path.join(out, "*.json")):
     r = json.load(open(f))
     name, c = r["label"].split("|")
+    ticks_us, answered = open(f[:-len(".json")] + ".cpu").read().split()
+    r["server_us"] = int(ticks_us) / max(int(answered), 1)
     runs.setdefault((int(c), name), []).append(r)
 order = ["REST JSON", "REST binary", "gRPC raw", "gRPC typed", "gRPC raw, 1 connection"]
-print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON |")
-print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON | server CPU µs/request |")
+print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 for c in sorted({c for c, _ in runs}):
     base = statistics.median(r["throughput_rps"] for r in runs[(c, "REST JSON")])
     for name in order:
@@ -80,7 +97,9 @@ for c in sorted({c for c, _ in runs}):
         p50 = statistics.median(r["latency_ms"]["p50"] for r in rs)
         p99 = statistics.median(r["latency_ms"]["p99"] for r in rs)
         errors = sum(r["errors"] for r in rs)
-        print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× |")
+        cpu = statistics.median(r["server_us"] for r in rs)
+        print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× | {cpu:.1f} |")
 PY
 echo
+[[ ${#server_cpu[@]} -gt 0 ]] && echo "server pinned to CPU 0 with one tokio worker, load generator pinned to CPU 1"
 echo "$(nproc) vCPUs ($(lscpu | sed -n 's/^Model name: *//p')), load average after the run $(cut -d' ' -f1-3 /proc/loadavg)"
