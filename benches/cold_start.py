@@ -49,7 +49,8 @@ def rss_kib(pid):
 def once(binary, args):
     port = free_port()
     started = time.perf_counter()
-    proc = subprocess.Popen([binary, *args, "--host", "127.0.0.1", "--http_port", str(port)],
+    # The gRPC port too: the server binds both, and the default 8081 may be taken.
+    proc = subprocess.Popen([binary, *args, "--host", "127.0.0.1", "--http_port", str(port), "--grpc_port", str(free_port())],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = started + 30

@@ -94,24 +94,20 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     assert!(closed && response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
-/// A port free on 127.0.0.1 now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// SIGTERM to the real binary while a client holds a half-sent request: it exits 0 within the drain
 /// deadline instead of waiting for the client.
 #[tokio::test]
 async fn sigterm_with_a_half_sent_request_exits_zero_within_the_deadline() {
     let fx = Fixture::new();
-    let port = {
+    let free_port = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let (port, grpc_port) = (free_port(), free_port());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferroserve"))
         .args(["--model_name", "m", "--model_dir", fx.versioned().to_str().unwrap(), "--host", "127.0.0.1"])
-        .args(["--http_port", &port.to_string(), "--shutdown_timeout", "1s", "--header_read_timeout", "60s"])
-        .args(["--grpc_port", &free_port().to_string()])
+        .args(["--http_port", &port.to_string(), "--grpc_port", &grpc_port.to_string()])
+        .args(["--shutdown_timeout", "1s", "--header_read_timeout", "60s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
