@@ -8,7 +8,7 @@ starts (run here from the debug build, on a free port that replaces 8080 everywh
 every line it is documented to print must be among the lines it printed (JSON lines compared as JSON, numbers
 within 1e-6 relative); header lines that change with every run (`date:`) are not compared.
 
-Usage: .ci/check-docs.py [--bin target/debug/ferroserve]
+Usage: .ci/check-docs.py [--bin target/debug/ferroserve]   ($CARGO_TARGET_DIR is honoured)
 """
 
 import argparse
@@ -142,7 +142,8 @@ def serve(doc, binary, port):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bin", default=os.path.join(ROOT, "target/debug/ferroserve"))
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    parser.add_argument("--bin", default=os.path.join(target, "debug/ferroserve"))
     binary = parser.parse_args().bin
     failures, ran = [], 0
     for name in FILES:

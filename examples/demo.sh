@@ -14,8 +14,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "building (release; the first build takes about 7 minutes on 2 cores, later ones seconds)"
 cargo build --release --locked -q -p ferroserve -p ferroserve-train
-ferroserve=target/release/ferroserve
-train=target/release/ferroserve-train
+target=${CARGO_TARGET_DIR:-target}
+ferroserve=$target/release/ferroserve
+train=$target/release/ferroserve-train
 
 work=$(mktemp -d)
 server=""
