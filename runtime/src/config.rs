@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long, env, default_value_t = 8080)]
     pub http_port: u16,
 
-    /// The port reserved for the v2 gRPC endpoint (accepted for KServe compatibility; not served yet).
+    /// The gRPC port: the v2 Open Inference Protocol (`inference.GRPCInferenceService`) and `grpc.health.v1`.
     #[arg(long, env, default_value_t = 8081)]
     pub grpc_port: u16,
 
@@ -227,7 +227,7 @@ pub struct Config {
     pub host: String,
     /// The HTTP port.
     pub http_port: u16,
-    /// The gRPC port (reserved).
+    /// The gRPC port.
     pub grpc_port: u16,
     /// The largest request body, in bytes (at least 1).
     pub max_body_bytes: usize,
