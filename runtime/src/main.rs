@@ -16,6 +16,12 @@ async fn main() -> ExitCode {
         let args = validate::ValidateArgs::parse_from(std::env::args_os().skip(1));
         let outcome = validate::validate(&args).await;
         validate::print(&outcome, args.json);
+        if let Some(path) = &args.report
+            && let Err(e) = validate::write_report(&outcome, path)
+        {
+            eprintln!("ferroserve validate: {e}");
+            return ExitCode::from(2);
+        }
         return ExitCode::from(outcome.exit_code);
     }
     let config = match Config::try_from(Args::parse()) {

@@ -39,7 +39,7 @@ pub struct ValidateArgs {
     /// The model to check.
     #[arg(long)]
     pub model: String,
-    /// A version to check instead of the default.
+    /// A version to check instead of the default (empty: the default, for pipelines that always pass the flag).
     #[arg(long)]
     pub version: Option<String>,
     /// Sequential inference requests timed for the latency check.
@@ -58,6 +58,9 @@ pub struct ValidateArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the result as JSON to this file (a Tekton result, a CI artifact), whatever `--json` says.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 /// One check's outcome.
@@ -150,7 +153,7 @@ async fn run(args: &ValidateArgs, checks: &mut Vec<Check>) -> u8 {
         passed
     };
     let m = &args.model;
-    let model_path = match &args.version {
+    let model_path = match args.version.as_deref().filter(|v| !v.is_empty()) {
         Some(v) => format!("/v2/models/{m}/versions/{v}"),
         None => format!("/v2/models/{m}"),
     };
@@ -330,6 +333,15 @@ fn p95(times: &mut [Duration]) -> Option<Duration> {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Writes `outcome` as JSON to `path` (`--report`).
+///
+/// # Errors
+/// When the file cannot be written; the message names it.
+pub fn write_report(outcome: &Outcome, path: &std::path::Path) -> Result<(), String> {
+    let json = serde_json::to_vec_pretty(outcome).map_err(|e| e.to_string())?;
+    std::fs::write(path, json).map_err(|e| format!("--report {}: {e}", path.display()))
 }
 
 /// Prints the outcome for a person (one line per check and a summary) or as JSON.

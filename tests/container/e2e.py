@@ -124,8 +124,8 @@ def image_user(podman: Podman, image: str) -> str:
     return podman.run("image", "inspect", "--format", "{{.Config.User}}", image).strip()
 
 
-def run_options(container: dict, user_of_image: str, host_port: int, models: Path) -> tuple[list[str], str, int]:
-    """podman options for the container as the kubelet would run it, its readiness path and container port."""
+def container_options(container: dict, user_of_image: str) -> list[str]:
+    """podman options for a container spec's securityContext, env and resource limits, as the kubelet applies them."""
     opts: list[str] = []
     sc = container.get("securityContext") or {}
     if sc.get("readOnlyRootFilesystem"):
@@ -161,6 +161,12 @@ def run_options(container: dict, user_of_image: str, host_port: int, models: Pat
         opts += ["--memory", str(quantity_bytes(str(limits["memory"])))]
     if "cpu" in limits:
         opts += ["--cpus", quantity_cpus(str(limits["cpu"]))]
+    return opts
+
+
+def run_options(container: dict, user_of_image: str, host_port: int, models: Path) -> tuple[list[str], str, int]:
+    """podman options for the container as the kubelet would run it, its readiness path and container port."""
+    opts = container_options(container, user_of_image)
     ports = container.get("ports") or []
     if len(ports) != 1:
         raise CheckFailed(f"expected one container port, found {len(ports)}")

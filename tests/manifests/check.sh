@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The Kubernetes manifests against Kubernetes' own schemas (tests/manifests/check.py says what is checked).
+#
+#   bash tests/manifests/check.sh
+#
+# Env: PYTHON (default python3), FERROSERVE_MANIFESTS_VENV (the virtualenv with the pinned kubernetes-validate,
+#      default <repo>/.venv-manifests, reused while requirements.txt is unchanged).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+python=${PYTHON:-python3}
+venv=${FERROSERVE_MANIFESTS_VENV:-$root/.venv-manifests}
+req=$here/requirements.txt
+if [[ ! -f $venv/.req ]] || ! cmp -s "$req" "$venv/.req"; then
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.req"
+fi
+exec "$venv/bin/python" "$here/check.py"
