@@ -97,7 +97,7 @@ async fn every_metric_the_manifests_use_is_exported() {
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap().iter().map(|r| r["alert"].as_str().unwrap()))
         .collect();
-    for wanted in ["ModelAccuracyLow", "ModelInputDrift", "ModelErrorRateHigh", "ModelLatencyP95High"] {
+    for wanted in ["ModelAccuracyDegraded", "ModelInputDrift", "ModelErrorRateHigh", "ModelLatencyP95High"] {
         assert!(alerts.contains(&wanted), "{wanted} in {alerts:?}");
     }
     let accuracy = &rules["spec"]["groups"][0]["rules"][0];
