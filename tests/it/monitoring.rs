@@ -1,8 +1,15 @@
 //! The monitoring manifests use only metrics Ferroserve exports: every metric name in the PrometheusRule's
 //! expressions and the Grafana dashboard's queries is scraped from a real server after real traffic.
+//!
+//! The rules' own unit tests (`servingruntime-manifests/monitoring/tests/*.test.yaml`) run under `promtool test
+//! rules` against the PrometheusRule's `spec`, extracted here into a plain rules file, so the rules are kept in one
+//! place. That test needs promtool: it is `#[ignore]`d (cargo reports it as ignored, with the reason) and
+//! `tests/prometheus/check.sh` installs Prometheus where it can and runs it with `--ignored`. A real Prometheus
+//! scraping the binary is in the runtime's tests (`runtime/tests/it/prometheus.rs`), which can start the binary.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -97,7 +104,7 @@ async fn every_metric_the_manifests_use_is_exported() {
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap().iter().map(|r| r["alert"].as_str().unwrap()))
         .collect();
-    for wanted in ["ModelAccuracyLow", "ModelInputDrift", "ModelErrorRateHigh", "ModelLatencyP95High"] {
+    for wanted in ["ModelAccuracyDegraded", "ModelInputDrift", "ModelErrorRateHigh", "ModelLatencyP95High"] {
         assert!(alerts.contains(&wanted), "{wanted} in {alerts:?}");
     }
     let accuracy = &rules["spec"]["groups"][0]["rules"][0];
@@ -143,4 +150,76 @@ async fn every_metric_the_manifests_use_is_exported() {
     let missing: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
     assert!(missing.is_empty(), "the manifests use metrics Ferroserve does not export: {missing:?}");
     server.stop().await;
+}
+
+/// `name` on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|p| p.is_file())
+}
+
+/// Runs `promtool` with `args` in `dir`; panics, with its output, unless it succeeds.
+fn promtool(promtool: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(promtool).args(args).current_dir(dir).output().expect("promtool runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+#[ignore = "needs promtool (`promtool` on PATH or $PROMTOOL); tests/prometheus/check.sh runs it with --ignored"]
+fn alert_rules_pass_their_promtool_tests() {
+    let promtool_bin = std::env::var_os("PROMTOOL")
+        .map(PathBuf::from)
+        .or_else(|| on_path("promtool"))
+        .expect("no `promtool` on PATH and $PROMTOOL is unset (tests/prometheus/check.sh installs it where it can)");
+    let rule: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(monitoring_dir().join("prometheusrule.yaml")).unwrap())
+            .unwrap();
+    let alerts: BTreeSet<String> = rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter().map(|r| r["alert"].as_str().unwrap().to_owned()))
+        .collect();
+
+    // The rules file the tests name (`rule_files: [rules.yaml]`), beside copies of the tests.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), serde_yaml_ng::to_string(&rule["spec"]).unwrap()).unwrap();
+    let out = promtool(&promtool_bin, dir.path(), &["check", "rules", "rules.yaml"]);
+    assert!(out.contains(&format!("SUCCESS: {} rules found", alerts.len())), "{out}");
+
+    // Every alert has a case where it fires and one where it stays silent.
+    let (mut fires, mut silent, mut cases) = (BTreeSet::new(), BTreeSet::new(), 0);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(monitoring_dir().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !name.ends_with(".test.yaml") {
+            continue;
+        }
+        let tests: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(tests["rule_files"], serde_json::json!(["rules.yaml"]), "{name}");
+        for test in tests["tests"].as_array().unwrap() {
+            for case in test["alert_rule_test"].as_array().unwrap() {
+                let alert = case["alertname"].as_str().unwrap().to_owned();
+                assert!(alerts.contains(&alert), "{name}: {alert} is not a rule");
+                match case["exp_alerts"].as_array().map_or(0, Vec::len) {
+                    0 => silent.insert(alert),
+                    _ => fires.insert(alert),
+                };
+                cases += 1;
+            }
+        }
+        std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        files.push(name);
+    }
+    files.sort();
+    assert_eq!(fires, alerts, "alerts with no test that they fire");
+    assert_eq!(silent, alerts, "alerts with no test that they stay silent");
+
+    let mut args = vec!["test", "rules"];
+    args.extend(files.iter().map(String::as_str));
+    let out = promtool(&promtool_bin, dir.path(), &args);
+    assert_eq!(out.matches("SUCCESS").count(), files.len(), "{out}");
+    eprintln!("promtool: {} rules checked, {cases} cases in {} files passed", alerts.len(), files.len());
 }
