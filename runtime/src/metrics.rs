@@ -276,8 +276,10 @@ impl Metrics {
         ] {
             g.reset();
         }
+        let mut loaded = std::collections::HashSet::new();
         for snapshot in store.snapshots() {
             let model = snapshot.name();
+            loaded.extend(snapshot.versions().iter().map(|v| (model.to_owned(), v.name().to_owned())));
             self.model_ready.with_label_values(&[model]).set(if snapshot.is_ready() { 1.0 } else { 0.0 });
             #[allow(clippy::cast_precision_loss)]
             self.versions_loaded.with_label_values(&[model]).set(snapshot.versions().len() as f64);
@@ -313,6 +315,21 @@ impl Metrics {
                         self.drift_ks.with_label_values(&labels).set(stats.ks_statistic);
                         self.drift_pvalue.with_label_values(&labels).set(stats.ks_pvalue);
                         self.drift_psi.with_label_values(&labels).set(stats.psi);
+                    }
+                }
+            }
+        }
+        // Feedback sets these when it arrives; a version no longer loaded (replaced, rolled back, deleted) keeps
+        // no quality figures, so that a retrained model's alert resolves and dashboards show what serves.
+        for g in [&self.accuracy, &self.precision, &self.recall] {
+            for family in g.collect() {
+                for m in family.get_metric() {
+                    let label = |name: &str| {
+                        m.get_label().iter().find(|l| l.name() == name).map_or("", |l| l.value()).to_owned()
+                    };
+                    let (model, version) = (label("model"), label("version"));
+                    if !loaded.contains(&(model.clone(), version.clone())) {
+                        let _ = g.remove_label_values(&[&model, &version]);
                     }
                 }
             }

@@ -180,4 +180,18 @@ async fn feedback_moves_the_accuracy_gauge() {
     assert!(body["error"].as_str().unwrap().contains("never"), "{body}");
     let (status, _) = post(&app, "/v2/models/nope/feedback", r#"{"id": "x", "labels": [1]}"#).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A version no longer loaded keeps no quality figures (a retrained model's accuracy alert resolves); what it
+    // was fed stays counted.
+    let (app, store) = app_over(&fx.repository()).await;
+    let (status, body) = post(&app, "/v2/models/anomaly-detector/infer", rows_request(&[[0.0, 0.0]], r#""id":"x","#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = post(&app, "/v2/models/anomaly-detector/feedback", r#"{"id": "x", "labels": [1]}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(scrape(&app).await.contains(r#"model_prediction_accuracy{model="anomaly-detector",version="v2"}"#));
+    store.unload("anomaly-detector").await.unwrap();
+    let text = scrape(&app).await;
+    assert!(!text.contains("model_prediction_accuracy{"), "{text}");
+    assert!(!text.contains("model_prediction_precision{") && !text.contains("model_prediction_recall{"), "{text}");
+    assert_eq!(value(&text, r#"model_feedback_total{model="anomaly-detector",version="v2"}"#), Some(1.0));
 }
