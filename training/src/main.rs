@@ -23,7 +23,8 @@ use ferroserve_train::isolation_forest::parse_contamination;
 use ferroserve_train::output::{creation_time, git_head, shell_command};
 use ferroserve_train::synth::{self, DEFAULT_START_UNIX, SynthConfig};
 use ferroserve_train::{
-    Dataset, IsolationForestConfig, JobOptions, LstmTrainingConfig, MaxFeatures, MaxSamples, Progress, Step,
+    Dataset, Gate, IsolationForestConfig, JobOptions, LstmTrainingConfig, MaxFeatures, MaxSamples, Progress, Step,
+    Thresholds, Validation,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -193,6 +194,41 @@ struct CommonArgs {
     /// `none`, or a commit SHA.
     #[arg(long, default_value = "auto")]
     git_commit: String,
+    #[command(flatten)]
+    gate: GateArgs,
+}
+
+/// The pre-deploy gate. Without any limit the version is published with `validation_status: pending`;
+/// with one, it is published only when every check passes (exit code 0), else set aside under
+/// `MODEL_DIR/_rejected/` (exit code 3).
+#[derive(Debug, Args)]
+struct GateArgs {
+    /// A JSON gate file of limits, e.g. {"min_accuracy": 0.85, "max_latency_ms": 100, "max_size_mb": 100}
+    /// (keys: the --gate-* flags' names without `gate-`, in snake_case); a --gate-* flag given too wins.
+    #[arg(long, value_name = "GATE_JSON")]
+    gate: Option<PathBuf>,
+    /// Lowest accuracy on the labelled hold-out, in [0, 1].
+    #[arg(long)]
+    gate_min_accuracy: Option<f64>,
+    /// Lowest precision (of the flagged samples, the fraction labelled anomalies), in [0, 1].
+    #[arg(long)]
+    gate_min_precision: Option<f64>,
+    /// Lowest recall (of the labelled anomalies, the fraction flagged), in [0, 1].
+    #[arg(long)]
+    gate_min_recall: Option<f64>,
+    /// Lowest F1 score, in [0, 1].
+    #[arg(long)]
+    gate_min_f1: Option<f64>,
+    /// Highest 99th-percentile time to predict one sample with the written model, in milliseconds.
+    #[arg(long)]
+    gate_max_latency_ms: Option<f64>,
+    /// Highest size of the version folder (metadata.json excepted), in MB (10^6 bytes).
+    #[arg(long)]
+    gate_max_size_mb: Option<f64>,
+    /// Labelled CSV the gate measures on, with the training features and label column [default: the
+    /// training data].
+    #[arg(long)]
+    holdout: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -272,30 +308,65 @@ impl Progress for Bars {
     }
 }
 
-/// Runs the command; an error is one line on standard error (with its causes) and exit code 1, never a stack
+/// Exit code of a run whose version the pre-deploy gate refused (set aside under `_rejected/`).
+const EXIT_REJECTED: u8 = 3;
+/// Exit code of a usage error: clap's for bad flags, ours for a gate that cannot be measured.
+const EXIT_USAGE: u8 = 2;
+
+/// How a command ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Done (a trained version is published).
+    Done,
+    /// The gate refused the trained version.
+    Rejected,
+}
+
+/// A mistake in the command line that clap cannot see (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Runs the command. Exit codes: 0 done (a trained version published), 1 an error, 2 a usage error, 3 the
+/// gate refused the version. An error is one line on standard error (with its causes), never a stack
 /// trace, whatever `RUST_BACKTRACE` says: every error here is the user's to fix, and says how.
 fn main() -> std::process::ExitCode {
     match run(Cli::parse().command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Outcome::Done) => std::process::ExitCode::SUCCESS,
+        Ok(Outcome::Rejected) => std::process::ExitCode::from(EXIT_REJECTED),
         Err(e) => {
             eprintln!("ferroserve-train: {e:#}");
-            std::process::ExitCode::FAILURE
+            let usage = e.chain().any(|c| {
+                c.is::<UsageError>()
+                    || matches!(
+                        c.downcast_ref::<ferroserve_train::Error>(),
+                        Some(
+                            ferroserve_train::Error::GateFile { .. }
+                                | ferroserve_train::Error::HoldoutUnlabelled { .. }
+                                | ferroserve_train::Error::HoldoutFeatures { .. }
+                        )
+                    )
+            });
+            if usage { std::process::ExitCode::from(EXIT_USAGE) } else { std::process::ExitCode::FAILURE }
         }
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    let done = |r: anyhow::Result<()>| r.map(|()| Outcome::Done);
     match command {
-        Command::Synth(args) => synth_command(args),
+        Command::Synth(args) => done(synth_command(args)),
         Command::IsolationForest(args) => isolation_forest_command(args),
         Command::LstmAutoencoder(args) => lstm_autoencoder_command(args),
-        Command::Promote(a) => edit_serving(&a.model_dir, |c, v| c.promote(v, &a.version).map(|()| String::new())),
-        Command::Canary(a) => {
-            edit_serving(&a.model_dir, |c, v| c.start_canary(v, &a.version, a.percent).map(|()| String::new()))
+        Command::Promote(a) => {
+            done(edit_serving(&a.model_dir, |c, v| c.promote(v, &a.version).map(|()| String::new())))
         }
-        Command::Rollback(a) => edit_serving(&a.model_dir, |c, v| c.rollback(v, a.to.as_deref())),
-        Command::Serving(a) => show_serving(&a.model_dir),
-        Command::Reference(a) => reference_command(&a),
+        Command::Canary(a) => {
+            done(edit_serving(&a.model_dir, |c, v| c.start_canary(v, &a.version, a.percent).map(|()| String::new())))
+        }
+        Command::Rollback(a) => done(edit_serving(&a.model_dir, |c, v| c.rollback(v, a.to.as_deref()))),
+        Command::Serving(a) => done(show_serving(&a.model_dir)),
+        Command::Reference(a) => done(reference_command(&a)),
     }
 }
 
@@ -458,8 +529,8 @@ fn synth_command(args: SynthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<()> {
-    let (options, dataset_options) = job_and_dataset(&args.common)?;
+fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<Outcome> {
+    let (mut options, dataset_options) = job_and_dataset(&args.common)?;
     let config = IsolationForestConfig {
         n_estimators: args.n_estimators,
         max_samples: args.max_samples,
@@ -470,6 +541,7 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<()> {
     };
 
     let dataset = Dataset::read_csv(&args.common.data, &dataset_options)?;
+    options.gate = gate(&args.common.gate, &dataset_options, &dataset)?;
     // Resolve first so that scikit-learn's warning comes before the work, not after it.
     for warning in config.resolve(dataset.rows, dataset.feature_names.len())?.warnings {
         eprintln!("warning: {warning}");
@@ -485,9 +557,63 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<()> {
             100.0 * e.anomaly_rate()
         );
     }
+    report(trained.validation.as_ref(), &trained.path)
+}
+
+/// The gate of the shared arguments, checked against the training data before any training; `None` when
+/// no limit is given.
+fn gate(args: &GateArgs, dataset_options: &DatasetOptions, training: &Dataset) -> anyhow::Result<Option<Gate>> {
+    let flags = Thresholds {
+        min_accuracy: args.gate_min_accuracy,
+        min_precision: args.gate_min_precision,
+        min_recall: args.gate_min_recall,
+        min_f1: args.gate_min_f1,
+        max_latency_ms: args.gate_max_latency_ms,
+        max_size_mb: args.gate_max_size_mb,
+    };
+    flags.validate().map_err(|e| UsageError(format!("--gate-{}", e.to_string().replace('_', "-"))))?;
+    let (thresholds, origin) = match &args.gate {
+        Some(file) => (flags.or(Thresholds::read(file)?), file.display().to_string()),
+        None => (flags, "flags".to_owned()),
+    };
+    if thresholds.is_empty() {
+        if args.holdout.is_some() {
+            return Err(UsageError("--holdout is the gate's data, but no gate limit is given".to_owned()).into());
+        }
+        return Ok(None);
+    }
+    let holdout = match &args.holdout {
+        Some(path) => {
+            let options = DatasetOptions { features: Some(training.feature_names.clone()), ..dataset_options.clone() };
+            Some(Dataset::read_csv(path, &options).context("reading the --holdout data")?)
+        }
+        None => None,
+    };
+    let gate = Gate { thresholds, holdout, origin };
+    gate.check_usable(training)?;
+    Ok(Some(gate))
+}
+
+/// Prints the gate's checks (standard error) and the version folder (standard output); the outcome.
+fn report(validation: Option<&Validation>, path: &Path) -> anyhow::Result<Outcome> {
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", trained.path.display())?;
-    Ok(())
+    let Some(v) = validation else {
+        writeln!(stdout, "{}", path.display())?;
+        return Ok(Outcome::Done);
+    };
+    eprintln!("pre-deploy gate ({}), {} samples of {}:", v.origin, v.samples, v.holdout.0.display());
+    for line in v.summary() {
+        eprintln!("  {line}");
+    }
+    writeln!(stdout, "{}", path.display())?;
+    if v.passed() {
+        eprintln!("gate passed: published {}", path.display());
+        Ok(Outcome::Done)
+    } else {
+        let failed: Vec<&str> = v.checks.iter().filter(|c| !c.passed).map(|c| c.name).collect();
+        eprintln!("gate FAILED ({}): not published; set aside in {}", failed.join(", "), path.display());
+        Ok(Outcome::Rejected)
+    }
 }
 
 /// Job options and data set options from the shared arguments.
@@ -507,6 +633,7 @@ fn job_and_dataset(common: &CommonArgs) -> anyhow::Result<(JobOptions, DatasetOp
         created_at: creation_time(source_date_epoch.as_deref())?,
         training_command: Some(shell_command(command)),
         git_commit,
+        gate: None,
     };
     let dataset_options = DatasetOptions {
         features: common.features.clone(),
@@ -520,8 +647,8 @@ fn job_and_dataset(common: &CommonArgs) -> anyhow::Result<(JobOptions, DatasetOp
     Ok((options, dataset_options))
 }
 
-fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<()> {
-    let (options, dataset_options) = job_and_dataset(&args.common)?;
+fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<Outcome> {
+    let (mut options, dataset_options) = job_and_dataset(&args.common)?;
     let config = LstmTrainingConfig {
         window: args.window,
         stride: args.stride,
@@ -536,6 +663,7 @@ fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<()> {
         threshold_percentile: args.threshold_percentile,
     };
     let dataset = Dataset::read_csv(&args.common.data, &dataset_options)?;
+    options.gate = gate(&args.common.gate, &dataset_options, &dataset)?;
     let trained = ferroserve_train::train_lstm_autoencoder(&dataset, &config, &options, &mut Bars::default())?;
     let c = &trained.curve;
     eprintln!(
@@ -547,9 +675,7 @@ fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<()> {
     if let Some(e) = &trained.evaluation {
         eprintln!("windows: precision {:.3}, recall {:.3}, f1 {:.3}", e.precision(), e.recall(), e.f1_score());
     }
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", trained.path.display())?;
-    Ok(())
+    report(trained.validation.as_ref(), &trained.path)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod gate;
 mod lstm;
 mod rollout;
 mod train;
