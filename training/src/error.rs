@@ -149,6 +149,14 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// Prometheus could not be queried, or its answer is not a usable series.
+    #[error("Prometheus at {url}: {reason}")]
+    Prometheus {
+        /// The server's URL.
+        url: String,
+        /// What went wrong (the HTTP client's or Prometheus's message).
+        reason: String,
+    },
     /// Building, saving or committing the artifact failed.
     #[error(transparent)]
     Format(#[from] ferroserve_formats::Error),

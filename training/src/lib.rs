@@ -25,6 +25,8 @@
 //! - [`dataset`]: CSV → feature columns, labels, time range and content hash ([`Dataset`]).
 //! - [`isolation_forest`]: scikit-learn's IsolationForest fitting ([`IsolationForestConfig`]).
 //! - [`evaluation`]: accuracy, precision, recall, F1 against labels ([`Evaluation`]).
+//! - [`prometheus`]: metric series from Prometheus's `query_range` API.
+//! - [`features`]: the anomaly notebook's 45 features from those series, and the data set's CSV and provenance.
 //! - [`gate`]: the pre-deploy gate ([`Gate`]): quality, latency and size checks before `vN/` is published.
 //! - [`plot`]: the SVG plot written beside `metadata.json` (loss per epoch, training score histogram).
 //! - [`output`]: atomic version writing ([`write_version`]) and provenance (time, command, commit).
@@ -40,6 +42,7 @@
 pub mod dataset;
 pub mod error;
 pub mod evaluation;
+pub mod features;
 pub mod gate;
 pub mod isolation_forest;
 pub mod job;
@@ -47,6 +50,7 @@ pub mod lstm_autoencoder;
 pub mod output;
 pub mod plot;
 pub mod progress;
+pub mod prometheus;
 mod rng;
 pub mod synth;
 

@@ -8,6 +8,7 @@
 mod cli;
 mod gate;
 mod lstm;
+mod prometheus;
 mod rollout;
 mod train;
 
