@@ -164,8 +164,8 @@ pub struct Provenance {
 impl Provenance {
     /// The provenance JSON, with the CSV's hash so that a reader can tell it describes that file.
     pub fn to_json(&self, csv: &[u8]) -> Value {
-        let queries: serde_json::Map<String, Value> =
-            self.queries.iter().map(|(n, q)| (n.clone(), Value::from(q.clone()))).collect();
+        // A list, not an object: it keeps the columns' order.
+        let queries: Vec<Value> = self.queries.iter().map(|(n, q)| json!({"name": n, "promql": q})).collect();
         json!({
             "source": "prometheus",
             "prometheus_url": self.url,

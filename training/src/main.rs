@@ -3,10 +3,17 @@
 //! ```text
 //! ferroserve-train synth --seed 42 --out metrics.csv
 //! ferroserve-train isolation-forest --data metrics.csv --out models/anomaly-detector
+//! ferroserve-train isolation-forest --data metrics.csv --out models/anomaly-detector \
+//!     --holdout holdout.csv --gate-min-accuracy 0.85 --gate-max-latency-ms 100 --gate-max-size-mb 100
+//! ferroserve-train dataset --prometheus http://127.0.0.1:9090 --start 2026-01-05T00:00:00Z \
+//!     --end 2026-01-12T00:00:00Z --out data.csv
 //! ferroserve-train canary --model-dir models/anomaly-detector --version v3 --percent 10
 //! ferroserve-train promote --model-dir models/anomaly-detector --version v3
 //! ferroserve-train rollback --model-dir models/anomaly-detector
 //! ```
+//!
+//! Exit codes: 0 done (a trained version published), 1 an error, 2 a usage error, 3 the pre-deploy gate
+//! refused the trained version (set aside under `MODEL_DIR/_rejected/`). See docs/mlops.md.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -709,15 +716,16 @@ fn report(validation: Option<&Validation>, path: &Path) -> anyhow::Result<Outcom
     for line in v.summary() {
         eprintln!("  {line}");
     }
-    writeln!(stdout, "{}", path.display())?;
-    if v.passed() {
+    let outcome = if v.passed() {
         eprintln!("gate passed: published {}", path.display());
-        Ok(Outcome::Done)
+        Outcome::Done
     } else {
         let failed: Vec<&str> = v.checks.iter().filter(|c| !c.passed).map(|c| c.name).collect();
         eprintln!("gate FAILED ({}): not published; set aside in {}", failed.join(", "), path.display());
-        Ok(Outcome::Rejected)
-    }
+        Outcome::Rejected
+    };
+    writeln!(stdout, "{}", path.display())?;
+    Ok(outcome)
 }
 
 /// Job options and data set options from the shared arguments.

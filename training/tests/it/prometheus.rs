@@ -221,8 +221,22 @@ fn dataset_from_a_real_prometheus_matches_pandas() {
     let provenance: Value =
         serde_json::from_slice(&std::fs::read(dir.join("data.csv.provenance.json")).unwrap()).unwrap();
     assert_eq!(provenance["prometheus_url"], url.as_str());
-    assert_eq!(provenance["queries"]["pod_cpu_usage"], "ferro_pod_cpu_usage");
-    assert_eq!(provenance["queries"]["container_restarts"], "sum(kube_pod_container_status_restarts_total)");
+    let queries: Vec<(&str, &str)> = provenance["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| (q["name"].as_str().unwrap(), q["promql"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        queries,
+        [
+            ("node_cpu_utilization", "ferro_node_cpu_utilization"),
+            ("node_memory_utilization", "1 - sum(node_memory_MemAvailable_bytes) / sum(node_memory_MemTotal_bytes)"),
+            ("pod_cpu_usage", "ferro_pod_cpu_usage"),
+            ("pod_memory_usage", "sum(container_memory_working_set_bytes)"),
+            ("container_restarts", "sum(kube_pod_container_status_restarts_total)"),
+        ]
+    );
     assert_eq!((provenance["rows"].as_i64(), provenance["step_seconds"].as_i64()), (Some(n - 5), Some(60)));
     assert_eq!(provenance["end"], end.as_str());
     // ... and in the metadata of a model trained on it.
