@@ -62,10 +62,11 @@ impl Thresholds {
     /// Reads a JSON gate file.
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be read; [`Error::GateFile`] when it is not a JSON object of known
-    /// limits with valid values.
+    /// [`Error::GateFile`] when it cannot be read, or is not a JSON object of known limits with valid
+    /// values (a gate that cannot be read is the command line's mistake, like a bad limit).
     pub fn read(path: &Path) -> Result<Thresholds> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::GateFile { path: path.to_path_buf(), reason: e.to_string() })?;
         let t: Thresholds = serde_json::from_slice(&bytes)
             .map_err(|e| Error::GateFile { path: path.to_path_buf(), reason: e.to_string() })?;
         t.validate().map_err(|e| Error::GateFile { path: path.to_path_buf(), reason: e.to_string() })?;

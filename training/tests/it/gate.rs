@@ -163,7 +163,7 @@ fn a_gate_that_cannot_be_measured_is_a_usage_error() {
     let dir = root.path();
     data(dir, "200");
     std::fs::write(dir.join("typo.json"), r#"{"min_acuracy": 0.85}"#).unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--data", "unlabelled.csv", "--gate-min-accuracy", "0.85"],
             "the gate checks accuracy but unlabelled.csv has no label column",
@@ -171,6 +171,7 @@ fn a_gate_that_cannot_be_measured_is_a_usage_error() {
         (&["--data", "metrics.csv", "--holdout", "unlabelled.csv", "--gate-min-f1", "0.5"], "checks f1"),
         (&["--data", "metrics.csv", "--holdout", "metrics.csv"], "--holdout is the gate's data, but no gate limit"),
         (&["--data", "metrics.csv", "--gate", "typo.json"], "gate file typo.json: unknown field `min_acuracy`"),
+        (&["--data", "metrics.csv", "--gate", "missing.json"], "gate file missing.json: No such file"),
         (&["--data", "metrics.csv", "--gate-min-accuracy", "85"], "--gate-min-accuracy = 85: must be in [0, 1]"),
     ];
     for (args, message) in cases {
