@@ -15,7 +15,6 @@
 //! Exit codes: 0 done (a trained version published), 1 an error, 2 a usage error, 3 the pre-deploy gate
 //! refused the trained version (set aside under `MODEL_DIR/_rejected/`). See docs/mlops.md.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,16 +25,19 @@ use ferroserve_formats::layout::{self, VersionDir};
 use ferroserve_formats::serving::ServingConfig;
 use ferroserve_formats::tree::Contamination;
 use ferroserve_train::dataset::{DEFAULT_TIMESTAMP_COLUMN, DatasetOptions, LabelColumn};
-use ferroserve_train::features::{self, FeatureTable, Provenance, WARMUP};
 use ferroserve_train::isolation_forest::parse_contamination;
 use ferroserve_train::output::{creation_time, git_head, shell_command};
-use ferroserve_train::prometheus::{Grid, Prometheus, Query};
 use ferroserve_train::synth::{self, DEFAULT_START_UNIX, SynthConfig};
 use ferroserve_train::{
-    Dataset, Gate, IsolationForestConfig, JobOptions, LstmTrainingConfig, MaxFeatures, MaxSamples, Progress, Step,
-    Thresholds, Validation,
+    Dataset, IsolationForestConfig, JobOptions, LstmTrainingConfig, MaxFeatures, MaxSamples, Progress, Step,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+
+mod cli;
+
+use cli::dataset::DatasetArgs;
+use cli::gate::{GateArgs, gate, report};
+use cli::{Outcome, UsageError, parse_time};
 
 /// Trains scikit-learn-equivalent anomaly detectors and writes versioned Ferroserve artifacts.
 #[derive(Debug, Parser)]
@@ -68,32 +70,6 @@ enum Command {
     /// Write the training data's per-feature distribution into a model folder's metadata.json (for drift tests of
     /// models trained elsewhere, such as a scikit-learn model.joblib); other metadata is kept.
     Reference(ReferenceArgs),
-}
-
-#[derive(Debug, Args)]
-struct DatasetArgs {
-    /// Prometheus's URL (http only), e.g. http://127.0.0.1:9090.
-    #[arg(long, value_name = "URL")]
-    prometheus: String,
-    /// The first row's time: RFC 3339 (2026-01-05T00:00:00Z) or Unix seconds.
-    #[arg(long, value_parser = parse_instant)]
-    start: i64,
-    /// The last row's time (rows stop at the last step not after it): RFC 3339 or Unix seconds.
-    #[arg(long, value_parser = parse_instant)]
-    end: i64,
-    /// Time between rows (1m, 30s, or seconds); the feature names (mean_5m, lag_5) assume 1m.
-    #[arg(long, default_value = "1m", value_parser = parse_step)]
-    step: i64,
-    /// Replace one metric's PromQL: NAME=PROMQL, NAME one of node_cpu_utilization, node_memory_utilization,
-    /// pod_cpu_usage, pod_memory_usage, container_restarts (repeatable).
-    #[arg(long = "query", value_name = "NAME=PROMQL")]
-    queries: Vec<String>,
-    /// Seconds to wait for each answer of Prometheus.
-    #[arg(long, default_value_t = 60)]
-    timeout_secs: u64,
-    /// The CSV to write; its provenance goes beside it (OUT.provenance.json).
-    #[arg(long)]
-    out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -236,39 +212,6 @@ struct CommonArgs {
     gate: GateArgs,
 }
 
-/// The pre-deploy gate. Without any limit the version is published with `validation_status: pending`;
-/// with one, it is published only when every check passes (exit code 0), else set aside under
-/// `MODEL_DIR/_rejected/` (exit code 3).
-#[derive(Debug, Args)]
-struct GateArgs {
-    /// A JSON gate file of limits, e.g. {"min_accuracy": 0.85, "max_latency_ms": 100, "max_size_mb": 100}
-    /// (keys: the --gate-* flags' names without `gate-`, in snake_case); a --gate-* flag given too wins.
-    #[arg(long, value_name = "GATE_JSON")]
-    gate: Option<PathBuf>,
-    /// Lowest accuracy on the labelled hold-out, in [0, 1].
-    #[arg(long)]
-    gate_min_accuracy: Option<f64>,
-    /// Lowest precision (of the flagged samples, the fraction labelled anomalies), in [0, 1].
-    #[arg(long)]
-    gate_min_precision: Option<f64>,
-    /// Lowest recall (of the labelled anomalies, the fraction flagged), in [0, 1].
-    #[arg(long)]
-    gate_min_recall: Option<f64>,
-    /// Lowest F1 score, in [0, 1].
-    #[arg(long)]
-    gate_min_f1: Option<f64>,
-    /// Highest 99th-percentile time to predict one sample with the written model, in milliseconds.
-    #[arg(long)]
-    gate_max_latency_ms: Option<f64>,
-    /// Highest size of the version folder (metadata.json excepted), in MB (10^6 bytes).
-    #[arg(long)]
-    gate_max_size_mb: Option<f64>,
-    /// Labelled CSV the gate measures on, with the training features and label column [default: the
-    /// training data].
-    #[arg(long)]
-    holdout: Option<PathBuf>,
-}
-
 #[derive(Debug, Args)]
 struct LstmAutoencoderArgs {
     #[command(flatten)]
@@ -306,32 +249,6 @@ struct LstmAutoencoderArgs {
     /// Percentile of the training windows' reconstruction errors used as the anomaly threshold.
     #[arg(long, default_value_t = 99.0)]
     threshold_percentile: f64,
-}
-
-/// RFC 3339 or Unix seconds → Unix seconds.
-fn parse_instant(s: &str) -> Result<i64, String> {
-    if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs);
-    }
-    let t = parse_time(s).map_err(|_| format!("`{s}` is neither an RFC 3339 time nor Unix seconds"))?;
-    let secs = t.duration_since(UNIX_EPOCH).map_err(|_| format!("`{s}` is before 1970"))?.as_secs();
-    i64::try_from(secs).map_err(|_| format!("`{s}` is too far in the future"))
-}
-
-/// `1m`, `30s` or whole seconds → seconds.
-fn parse_step(s: &str) -> Result<i64, String> {
-    let d = match s.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration: {e}"))?,
-    };
-    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
-        return Err(format!("`{s}`: the step is a whole number of seconds, at least 1"));
-    }
-    i64::try_from(d.as_secs()).map_err(|_| format!("`{s}` is too long"))
-}
-
-fn parse_time(s: &str) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339_weak(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
 }
 
 /// Progress bars on standard error; indicatif hides them when it is not a terminal.
@@ -373,20 +290,6 @@ const EXIT_REJECTED: u8 = 3;
 /// Exit code of a usage error: clap's for bad flags, ours for a gate that cannot be measured.
 const EXIT_USAGE: u8 = 2;
 
-/// How a command ended, when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    /// Done (a trained version is published).
-    Done,
-    /// The gate refused the trained version.
-    Rejected,
-}
-
-/// A mistake in the command line that clap cannot see (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
-
 /// Runs the command. Exit codes: 0 done (a trained version published), 1 an error, 2 a usage error, 3 the
 /// gate refused the version. An error is one line on standard error (with its causes), never a stack
 /// trace, whatever `RUST_BACKTRACE` says: every error here is the user's to fix, and says how.
@@ -416,7 +319,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
     let done = |r: anyhow::Result<()>| r.map(|()| Outcome::Done);
     match command {
         Command::Synth(args) => done(synth_command(args)),
-        Command::Dataset(args) => done(dataset_command(&args)),
+        Command::Dataset(args) => done(cli::dataset::run(&args)),
         Command::IsolationForest(args) => isolation_forest_command(args),
         Command::LstmAutoencoder(args) => lstm_autoencoder_command(args),
         Command::Promote(a) => {
@@ -558,56 +461,6 @@ fn show_serving(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn dataset_command(args: &DatasetArgs) -> anyhow::Result<()> {
-    let mut queries = Query::defaults();
-    for q in &args.queries {
-        let (name, promql) =
-            q.split_once('=').ok_or_else(|| UsageError(format!("--query `{q}` is not NAME=PROMQL")))?;
-        let names = queries.iter().map(|q| q.name.clone()).collect::<Vec<_>>().join(", ");
-        let slot = queries.iter_mut().find(|d| d.name == name.trim()).ok_or_else(|| {
-            UsageError(format!("--query: `{}` is not a metric of the data set ({names})", name.trim()))
-        })?;
-        slot.promql = promql.trim().to_owned();
-    }
-    let warmup = i64::try_from(WARMUP).unwrap_or(5) * args.step;
-    let grid = Grid::new(args.start - warmup, args.end, args.step)
-        .map_err(|_| UsageError(format!("--end {} is before --start {}", args.end, args.start)))?;
-    if args.step != 60 {
-        eprintln!(
-            "warning: --step {}s: the 5-point windows and lags span {}s, not the 5 minutes their names say",
-            args.step,
-            5 * args.step
-        );
-    }
-    let prometheus = Prometheus::new(&args.prometheus, Duration::from_secs(args.timeout_secs))?;
-    let queried_at = SystemTime::now();
-    let mut series = Vec::with_capacity(queries.len());
-    for q in &queries {
-        series.push((q.name.clone(), prometheus.query_range(&q.promql, &grid)?));
-    }
-    let table = FeatureTable::build(&series, &grid, WARMUP);
-    let provenance = Provenance {
-        url: args.prometheus.clone(),
-        queries: queries.into_iter().map(|q| (q.name, q.promql)).collect(),
-        grid,
-        rows: table.rows(),
-        queried_at,
-    };
-    let sidecar = features::write_dataset(&args.out, &table, &provenance)?;
-    println!(
-        "{}: {} rows × {} features from {} ({} to {}, step {}s); provenance in {}",
-        args.out.display(),
-        table.rows(),
-        table.names.len(),
-        args.prometheus,
-        features::unix_rfc3339(grid.at(WARMUP)),
-        features::unix_rfc3339(grid.end),
-        args.step,
-        sidecar.display()
-    );
-    Ok(())
-}
-
 fn synth_command(args: SynthArgs) -> anyhow::Result<()> {
     let config = SynthConfig {
         rows: args.rows,
@@ -669,63 +522,6 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<Outcome
         );
     }
     report(trained.validation.as_ref(), &trained.path)
-}
-
-/// The gate of the shared arguments, checked against the training data before any training; `None` when
-/// no limit is given.
-fn gate(args: &GateArgs, dataset_options: &DatasetOptions, training: &Dataset) -> anyhow::Result<Option<Gate>> {
-    let flags = Thresholds {
-        min_accuracy: args.gate_min_accuracy,
-        min_precision: args.gate_min_precision,
-        min_recall: args.gate_min_recall,
-        min_f1: args.gate_min_f1,
-        max_latency_ms: args.gate_max_latency_ms,
-        max_size_mb: args.gate_max_size_mb,
-    };
-    flags.validate().map_err(|e| UsageError(format!("--gate-{}", e.to_string().replace('_', "-"))))?;
-    let (thresholds, origin) = match &args.gate {
-        Some(file) => (flags.or(Thresholds::read(file)?), file.display().to_string()),
-        None => (flags, "flags".to_owned()),
-    };
-    if thresholds.is_empty() {
-        if args.holdout.is_some() {
-            return Err(UsageError("--holdout is the gate's data, but no gate limit is given".to_owned()).into());
-        }
-        return Ok(None);
-    }
-    let holdout = match &args.holdout {
-        Some(path) => {
-            let options = DatasetOptions { features: Some(training.feature_names.clone()), ..dataset_options.clone() };
-            Some(Dataset::read_csv(path, &options).context("reading the --holdout data")?)
-        }
-        None => None,
-    };
-    let gate = Gate { thresholds, holdout, origin };
-    gate.check_usable(training)?;
-    Ok(Some(gate))
-}
-
-/// Prints the gate's checks (standard error) and the version folder (standard output); the outcome.
-fn report(validation: Option<&Validation>, path: &Path) -> anyhow::Result<Outcome> {
-    let mut stdout = std::io::stdout().lock();
-    let Some(v) = validation else {
-        writeln!(stdout, "{}", path.display())?;
-        return Ok(Outcome::Done);
-    };
-    eprintln!("pre-deploy gate ({}), {} samples of {}:", v.origin, v.samples, v.holdout.0.display());
-    for line in v.summary() {
-        eprintln!("  {line}");
-    }
-    let outcome = if v.passed() {
-        eprintln!("gate passed: published {}", path.display());
-        Outcome::Done
-    } else {
-        let failed: Vec<&str> = v.checks.iter().filter(|c| !c.passed).map(|c| c.name).collect();
-        eprintln!("gate FAILED ({}): not published; set aside in {}", failed.join(", "), path.display());
-        Outcome::Rejected
-    };
-    writeln!(stdout, "{}", path.display())?;
-    Ok(outcome)
 }
 
 /// Job options and data set options from the shared arguments.
