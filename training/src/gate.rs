@@ -3,7 +3,7 @@
 //!
 //! Every check is measured on what the server will load: the version folder is written first (hidden),
 //! its artifact loaded back with [`ferroserve_formats::load_model`] (the server's loader), and each
-//! hold-out sample predicted alone, timed, through [`Model::infer`] on the model's label output. Quality
+//! hold-out sample predicted alone, timed, through [`ferroserve_formats::Model::infer`] on the model's label output. Quality
 //! is the confusion matrix of those predictions against the hold-out labels ([`Evaluation`]); latency is
 //! the 99th percentile of the single-sample calls after one untimed warm-up call (a server warms a
 //! model up before it serves); size is the bytes of the folder's files (`metadata.json` excepted).
@@ -188,7 +188,7 @@ impl Samples {
     /// One sample per row (tabular models).
     ///
     /// # Errors
-    /// [`Error::BadInput`] never in practice (the shapes are built to fit); kept for the tensor API.
+    /// [`Error::Gate`] if a tensor cannot be built (never: its shape is built from its values).
     pub fn rows(data: &Dataset) -> Result<Samples> {
         let inputs = (0..data.rows)
             .map(|r| {

@@ -86,7 +86,7 @@ impl TrainedVersion {
 ///
 /// # Errors
 /// The errors of [`Gate::check_usable`] (before any fitting), [`IsolationForestConfig::fit_with`],
-/// [`crate::gate::validate`] and [`write_version`]. Nothing is visible in `model_dir` after an error.
+/// [`crate::gate::validate`] and [`crate::write_version`]. Nothing is visible in `model_dir` after an error.
 pub fn train_isolation_forest(
     data: &Dataset,
     config: &IsolationForestConfig,
