@@ -2,6 +2,7 @@
 //!
 //! - `pipeline`: synth data → `ferroserve-train` → a version folder → `ferroserve` over a real socket
 //!   on 127.0.0.1:0 → inference, compared with the model loaded directly.
+//! - `gate`: a version the pre-deploy gate refuses is set aside and never listed, loaded or served.
 //! - `examples`: the committed example repository serves and answers as its training metrics say.
 //! - `sklearn`: real scikit-learn joblib/pickle files served beside hostile and truncated ones.
 //! - `v1`: KServe v1 as the platform's engine calls it, and v1 against v2 on every scikit-learn fixture.
@@ -12,6 +13,7 @@
 
 mod client;
 mod examples;
+mod gate;
 mod grpc;
 mod manifests;
 mod monitoring;

@@ -77,6 +77,9 @@ pub struct Dataset {
     pub labels: Option<Vec<bool>>,
     /// The first and last value of the timestamp column, when there is one.
     pub time_range: Option<(String, String)>,
+    /// Where the data came from, when a provenance file beside it describes it (`data.csv.provenance.json`,
+    /// written by `ferroserve-train dataset`, whose `csv_sha256` is this file's hash).
+    pub source: Option<Value>,
 }
 
 impl Dataset {
@@ -86,7 +89,13 @@ impl Dataset {
     /// [`Error::Io`] when the file cannot be read; the errors of [`Dataset::from_csv_bytes`].
     pub fn read_csv(path: &Path, options: &DatasetOptions) -> Result<Dataset> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Dataset::from_csv_bytes(&bytes, path, options)
+        let mut data = Dataset::from_csv_bytes(&bytes, path, options)?;
+        // A provenance file of another version of the CSV (the hash differs) describes other data: ignored.
+        data.source = std::fs::read(crate::features::provenance_path(path))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .filter(|p| p["csv_sha256"].as_str() == Some(data.hash.as_str()));
+        Ok(data)
     }
 
     /// Parses CSV bytes; `path` names them in errors and in `metadata.json`.
@@ -163,6 +172,7 @@ impl Dataset {
             label_column: label.map(|i| header[i].clone()),
             labels,
             time_range,
+            source: None,
         })
     }
 
@@ -190,13 +200,16 @@ impl Dataset {
     }
 
     /// `training_data` of `metadata.json`: time range, rows, hash, and (extra fields) the path as
-    /// given, the features and the label column.
+    /// given, the features, the label column and the data's provenance (`source`) when known.
     pub fn training_data(&self) -> TrainingData {
         let mut extra = serde_json::Map::new();
         extra.insert("path".to_owned(), Value::from(self.path.to_string_lossy().into_owned()));
         extra.insert("features".to_owned(), Value::from(self.feature_names.clone()));
         if let Some(label) = &self.label_column {
             extra.insert("label_column".to_owned(), Value::from(label.clone()));
+        }
+        if let Some(source) = &self.source {
+            extra.insert("source".to_owned(), source.clone());
         }
         TrainingData {
             start_date: self.time_range.as_ref().map(|(a, _)| a.clone()),
@@ -342,6 +355,22 @@ mod tests {
         // A quoted multi-line field moves the line count ahead of the row count.
         let err = parse("t,a\n\"x\ny\",1\nz,q\n").unwrap_err();
         assert!(matches!(err, Error::BadValue { row: 2, line: 4, .. }), "{err}");
+    }
+
+    #[test]
+    fn provenance_beside_the_csv_is_kept_only_when_it_describes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("d.csv");
+        std::fs::write(&csv, "a,b\n1,2\n").unwrap();
+        let sidecar = crate::features::provenance_path(&csv);
+        let hash = format!("sha256:{:x}", Sha256::digest(b"a,b\n1,2\n"));
+        std::fs::write(&sidecar, format!(r#"{{"source": "prometheus", "csv_sha256": "{hash}"}}"#)).unwrap();
+        let d = Dataset::read_csv(&csv, &DatasetOptions::default()).unwrap();
+        assert_eq!(d.training_data().extra["source"]["source"], "prometheus");
+        // The CSV edited after the query: its provenance no longer describes it.
+        std::fs::write(&csv, "a,b\n1,3\n").unwrap();
+        let d = Dataset::read_csv(&csv, &DatasetOptions::default()).unwrap();
+        assert!(d.source.is_none() && !d.training_data().extra.contains_key("source"));
     }
 
     #[test]

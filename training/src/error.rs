@@ -112,6 +112,51 @@ pub enum Error {
         /// The valid range or what is wrong.
         reason: String,
     },
+    /// A gate file is not a JSON object of known limits with valid values.
+    #[error("gate file {}: {reason}", path.display())]
+    GateFile {
+        /// The gate file.
+        path: PathBuf,
+        /// serde_json's message, or the limit out of range.
+        reason: String,
+    },
+    /// The gate checks quality but the data it measures on has no labels.
+    #[error(
+        "the gate checks {} but {} has no label column: give labelled hold-out data (--holdout) or name its label \
+         column (--label-column)",
+        checks.join(", "),
+        path.display()
+    )]
+    HoldoutUnlabelled {
+        /// The data the gate would measure on.
+        path: PathBuf,
+        /// The quality checks asked for.
+        checks: Vec<&'static str>,
+    },
+    /// The hold-out data does not have the training data's features.
+    #[error("{}: hold-out features [{}] differ from the training features [{}]", path.display(), got.join(", "), expected.join(", "))]
+    HoldoutFeatures {
+        /// The hold-out data.
+        path: PathBuf,
+        /// The training features.
+        expected: Vec<String>,
+        /// The hold-out's.
+        got: Vec<String>,
+    },
+    /// The gate could not measure the written version (no label output, a prediction failed).
+    #[error("pre-deploy gate: {reason}")]
+    Gate {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Prometheus could not be queried, or its answer is not a usable series.
+    #[error("Prometheus at {url}: {reason}")]
+    Prometheus {
+        /// The server's URL.
+        url: String,
+        /// What went wrong (the HTTP client's or Prometheus's message).
+        reason: String,
+    },
     /// Building, saving or committing the artifact failed.
     #[error(transparent)]
     Format(#[from] ferroserve_formats::Error),

@@ -10,8 +10,9 @@ use ferroserve_formats::metadata::{ModelMetadata, PerformanceMetrics};
 use crate::dataset::Dataset;
 use crate::error::Result;
 use crate::evaluation::{Evaluation, unlabelled_metrics};
+use crate::gate::{Gate, Samples, Validation, validate};
 use crate::isolation_forest::{FittedIsolationForest, IsolationForestConfig, score};
-use crate::output::{model_name_of, rfc3339, write_version_with};
+use crate::output::{Written, model_name_of, rfc3339, write_version_validated};
 use crate::plot::PLOT_SVG;
 use crate::progress::Progress;
 
@@ -33,6 +34,8 @@ pub struct JobOptions {
     pub training_command: Option<String>,
     /// `git_commit`, the source revision.
     pub git_commit: Option<String>,
+    /// The pre-deploy gate; `None` = publish without checks (`validation_status: pending`).
+    pub gate: Option<Gate>,
 }
 
 impl JobOptions {
@@ -45,6 +48,7 @@ impl JobOptions {
             created_at: SystemTime::now(),
             training_command: None,
             git_commit: None,
+            gate: None,
         }
     }
 }
@@ -52,7 +56,8 @@ impl JobOptions {
 /// What a job produced.
 #[derive(Debug, Clone)]
 pub struct TrainedVersion {
-    /// The version folder written (`…/anomaly-detector/v3`).
+    /// The version folder written (`…/anomaly-detector/v3`), or where a version the gate refused was set
+    /// aside (`…/anomaly-detector/_rejected/v3-20260112T000000Z`).
     pub path: PathBuf,
     /// The fitted model and what fitting learnt.
     pub fitted: FittedIsolationForest,
@@ -60,6 +65,15 @@ pub struct TrainedVersion {
     pub metadata: ModelMetadata,
     /// The evaluation against the data's labels, when it has some.
     pub evaluation: Option<Evaluation>,
+    /// The gate's result, when gated.
+    pub validation: Option<Validation>,
+}
+
+impl TrainedVersion {
+    /// Whether the version was published as `vN/` (the gate passed it, or there was none).
+    pub fn published(&self) -> bool {
+        self.validation.as_ref().is_none_or(Validation::passed)
+    }
 }
 
 /// Fits an IsolationForest on `data` and writes it as a new version of `options.model_dir`.
@@ -67,15 +81,21 @@ pub struct TrainedVersion {
 /// `performance_metrics` are measured on the training rows: against the labels when the data has a
 /// label column, otherwise only the fraction of rows flagged.
 ///
+/// With a gate in `options`, the written version is checked (see [`crate::gate`]) and published only
+/// when it passes; otherwise it is set aside under `_rejected/` and [`TrainedVersion::published`] is false.
+///
 /// # Errors
-/// The errors of [`IsolationForestConfig::fit_with`] and [`write_version`]. Nothing is visible in
-/// `model_dir` after an error.
+/// The errors of [`Gate::check_usable`] (before any fitting), [`IsolationForestConfig::fit_with`],
+/// [`crate::gate::validate`] and [`crate::write_version`]. Nothing is visible in `model_dir` after an error.
 pub fn train_isolation_forest(
     data: &Dataset,
     config: &IsolationForestConfig,
     options: &JobOptions,
     progress: &mut dyn Progress,
 ) -> Result<TrainedVersion> {
+    if let Some(gate) = &options.gate {
+        gate.check_usable(data)?;
+    }
     let x = data.matrix();
     let mut fitted = config.fit_with(&x, Some(data.feature_names.clone()), progress)?;
     let scores = match fitted.training_scores.take() {
@@ -112,16 +132,18 @@ pub fn train_isolation_forest(
         40,
     );
     let model = NativeModel::IsolationForest(fitted.model.clone());
-    let path = write_version_with(&options.model_dir, options.version, &metadata, |dir| {
+    let save = |dir: &Path| {
         model.save(dir)?;
         let file = dir.join(PLOT_SVG);
         std::fs::write(&file, plot).map_err(|e| ferroserve_formats::Error::Io { path: file, source: e })?;
         Ok(())
-    })?;
-    let metadata = ModelMetadata { version: version_name(&path), ..metadata };
-    Ok(TrainedVersion { path, fitted, metadata, evaluation })
-}
-
-fn version_name(path: &Path) -> Option<String> {
-    path.file_name().and_then(|n| n.to_str()).map(str::to_owned)
+    };
+    let check = |dir: &Path| {
+        let Some(gate) = &options.gate else { return Ok(None) };
+        let samples = Samples::rows(gate.data(data))?;
+        validate(dir, &gate.thresholds, &samples, &gate.origin).map(Some)
+    };
+    let Written { path, metadata, validation } =
+        write_version_validated(&options.model_dir, options.version, &metadata, save, check)?;
+    Ok(TrainedVersion { path, fitted, metadata, evaluation, validation })
 }

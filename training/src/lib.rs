@@ -25,6 +25,9 @@
 //! - [`dataset`]: CSV → feature columns, labels, time range and content hash ([`Dataset`]).
 //! - [`isolation_forest`]: scikit-learn's IsolationForest fitting ([`IsolationForestConfig`]).
 //! - [`evaluation`]: accuracy, precision, recall, F1 against labels ([`Evaluation`]).
+//! - [`prometheus`]: metric series from Prometheus's `query_range` API.
+//! - [`features`]: the anomaly notebook's 45 features from those series, and the data set's CSV and provenance.
+//! - [`gate`]: the pre-deploy gate ([`Gate`]): quality, latency and size checks before `vN/` is published.
 //! - [`plot`]: the SVG plot written beside `metadata.json` (loss per epoch, training score histogram).
 //! - [`output`]: atomic version writing ([`write_version`]) and provenance (time, command, commit).
 //! - [`job`]: one training run end to end ([`train_isolation_forest`]).
@@ -39,20 +42,24 @@
 pub mod dataset;
 pub mod error;
 pub mod evaluation;
+pub mod features;
+pub mod gate;
 pub mod isolation_forest;
 pub mod job;
 pub mod lstm_autoencoder;
 pub mod output;
 pub mod plot;
 pub mod progress;
+pub mod prometheus;
 mod rng;
 pub mod synth;
 
 pub use dataset::{Dataset, DatasetOptions, LabelColumn};
 pub use error::{Error, Result, ValueFault};
 pub use evaluation::Evaluation;
+pub use gate::{Gate, Thresholds, Validation};
 pub use isolation_forest::{FittedIsolationForest, IsolationForestConfig, MaxFeatures, MaxSamples, Resolved};
 pub use job::{JobOptions, TrainedVersion, train_isolation_forest};
 pub use lstm_autoencoder::{LossCurve, LstmTrainingConfig, TrainedLstm, train_lstm_autoencoder};
-pub use output::{write_version, write_version_with};
+pub use output::{Written, write_version, write_version_validated, write_version_with};
 pub use progress::{Progress, Step};

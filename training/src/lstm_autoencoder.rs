@@ -8,7 +8,7 @@
 //! uniform(-1/√hidden, 1/√hidden)), and batches are shuffled with it, so a seed gives the same bytes.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -21,8 +21,9 @@ use serde_json::{Map, Value};
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::evaluation::{Evaluation, unlabelled_metrics};
+use crate::gate::{Samples, Validation, validate};
 use crate::job::{JobOptions, VALIDATION_PENDING};
-use crate::output::{model_name_of, rfc3339, write_version_with};
+use crate::output::{Written, model_name_of, rfc3339, write_version_validated};
 use crate::progress::{Progress, Step};
 use crate::rng::Stream;
 
@@ -159,11 +160,24 @@ pub struct TrainedLstm {
     pub evaluation: Option<Evaluation>,
     /// What `metadata.json` holds.
     pub metadata: ModelMetadata,
+    /// The gate's result, when gated.
+    pub validation: Option<Validation>,
+}
+
+impl TrainedLstm {
+    /// Whether the version was published as `vN/` (the gate passed it, or there was none).
+    pub fn published(&self) -> bool {
+        self.validation.as_ref().is_none_or(Validation::passed)
+    }
 }
 
 /// Trains an LSTM autoencoder on `data` and writes it as the next version of `options.model_dir`.
 ///
+/// With a gate in `options`, the written version is checked on windows of the hold-out (the training
+/// window and stride; see [`crate::gate`]) and published only when it passes.
+///
 /// # Errors
+/// The errors of [`crate::Gate::check_usable`] (before training);
 /// [`Error::InvalidParameter`] for bad hyperparameters or too few rows for a training window;
 /// [`Error::Candle`] from the tensor arithmetic; [`Error::Format`] and [`Error::Io`] writing.
 pub fn train_lstm_autoencoder(
@@ -173,6 +187,11 @@ pub fn train_lstm_autoencoder(
     progress: &mut dyn Progress,
 ) -> Result<TrainedLstm> {
     config.validate()?;
+    if let Some(gate) = &options.gate {
+        gate.check_usable(data)?;
+        // Too few hold-out rows for a window is a usage error too: say so before training.
+        Samples::windows(gate.data(data), config.window, config.stride)?;
+    }
     let (w, f) = (config.window, data.columns.len());
     let n_windows = if data.rows >= w { (data.rows - w) / config.stride + 1 } else { 0 };
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
@@ -284,15 +303,20 @@ pub fn train_lstm_autoencoder(
     };
     metadata.extra.insert("plot".to_owned(), crate::plot::PLOT_SVG.into());
     let plot = crate::plot::loss_curve(&curve.train, &curve.validation, curve.best_epoch);
-    let path = write_version_with(&options.model_dir, options.version, &metadata, |dir| {
+    let save = |dir: &Path| {
         save_pytorch(dir, &model_cfg, &tensors)?;
         let file = dir.join(crate::plot::PLOT_SVG);
         std::fs::write(&file, plot).map_err(|e| ferroserve_formats::Error::Io { path: file, source: e })?;
         Ok(())
-    })?;
-    let version = path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
-    let metadata = ModelMetadata { version, ..metadata };
-    Ok(TrainedLstm { path, config: model_cfg, curve, training_errors, evaluation, metadata })
+    };
+    let check = |dir: &Path| {
+        let Some(gate) = &options.gate else { return Ok(None) };
+        let samples = Samples::windows(gate.data(data), config.window, config.stride)?;
+        validate(dir, &gate.thresholds, &samples, &gate.origin).map(Some)
+    };
+    let Written { path, metadata, validation } =
+        write_version_validated(&options.model_dir, options.version, &metadata, save, check)?;
+    Ok(TrainedLstm { path, config: model_cfg, curve, training_errors, evaluation, metadata, validation })
 }
 
 /// Mean and population standard deviation of the first `rows` rows (a constant column scales by 1).

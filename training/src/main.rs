@@ -3,12 +3,18 @@
 //! ```text
 //! ferroserve-train synth --seed 42 --out metrics.csv
 //! ferroserve-train isolation-forest --data metrics.csv --out models/anomaly-detector
+//! ferroserve-train isolation-forest --data metrics.csv --out models/anomaly-detector \
+//!     --holdout holdout.csv --gate-min-accuracy 0.85 --gate-max-latency-ms 100 --gate-max-size-mb 100
+//! ferroserve-train dataset --prometheus http://127.0.0.1:9090 --start 2026-01-05T00:00:00Z \
+//!     --end 2026-01-12T00:00:00Z --out data.csv
 //! ferroserve-train canary --model-dir models/anomaly-detector --version v3 --percent 10
 //! ferroserve-train promote --model-dir models/anomaly-detector --version v3
 //! ferroserve-train rollback --model-dir models/anomaly-detector
 //! ```
+//!
+//! Exit codes: 0 done (a trained version published), 1 an error, 2 a usage error, 3 the pre-deploy gate
+//! refused the trained version (set aside under `MODEL_DIR/_rejected/`). See docs/mlops.md.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +33,12 @@ use ferroserve_train::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod cli;
+
+use cli::dataset::DatasetArgs;
+use cli::gate::{GateArgs, gate, report};
+use cli::{Outcome, UsageError, parse_time};
+
 /// Trains scikit-learn-equivalent anomaly detectors and writes versioned Ferroserve artifacts.
 #[derive(Debug, Parser)]
 #[command(name = "ferroserve-train", version, about)]
@@ -39,6 +51,9 @@ struct Cli {
 enum Command {
     /// Write a labeled, seeded CSV of synthetic cluster metrics (one week of minutes by default).
     Synth(SynthArgs),
+    /// Query Prometheus for the platform's five metrics and write the anomaly notebook's 45 features as a
+    /// CSV (the input of isolation-forest), with its provenance beside it (OUT.provenance.json).
+    Dataset(DatasetArgs),
     /// Fit scikit-learn's IsolationForest on a CSV and write the next version of a model folder.
     IsolationForest(IsolationForestArgs),
     /// Train an LSTM autoencoder on windows of a CSV and write the next version of a model folder
@@ -193,6 +208,8 @@ struct CommonArgs {
     /// `none`, or a commit SHA.
     #[arg(long, default_value = "auto")]
     git_commit: String,
+    #[command(flatten)]
+    gate: GateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -234,10 +251,6 @@ struct LstmAutoencoderArgs {
     threshold_percentile: f64,
 }
 
-fn parse_time(s: &str) -> Result<SystemTime, String> {
-    humantime::parse_rfc3339_weak(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
-}
-
 /// Progress bars on standard error; indicatif hides them when it is not a terminal.
 #[derive(Debug, Default)]
 struct Bars(Option<ProgressBar>);
@@ -272,30 +285,52 @@ impl Progress for Bars {
     }
 }
 
-/// Runs the command; an error is one line on standard error (with its causes) and exit code 1, never a stack
+/// Exit code of a run whose version the pre-deploy gate refused (set aside under `_rejected/`).
+const EXIT_REJECTED: u8 = 3;
+/// Exit code of a usage error: clap's for bad flags, ours for a gate that cannot be measured.
+const EXIT_USAGE: u8 = 2;
+
+/// Runs the command. Exit codes: 0 done (a trained version published), 1 an error, 2 a usage error, 3 the
+/// gate refused the version. An error is one line on standard error (with its causes), never a stack
 /// trace, whatever `RUST_BACKTRACE` says: every error here is the user's to fix, and says how.
 fn main() -> std::process::ExitCode {
     match run(Cli::parse().command) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Outcome::Done) => std::process::ExitCode::SUCCESS,
+        Ok(Outcome::Rejected) => std::process::ExitCode::from(EXIT_REJECTED),
         Err(e) => {
             eprintln!("ferroserve-train: {e:#}");
-            std::process::ExitCode::FAILURE
+            let usage = e.chain().any(|c| {
+                c.is::<UsageError>()
+                    || matches!(
+                        c.downcast_ref::<ferroserve_train::Error>(),
+                        Some(
+                            ferroserve_train::Error::GateFile { .. }
+                                | ferroserve_train::Error::HoldoutUnlabelled { .. }
+                                | ferroserve_train::Error::HoldoutFeatures { .. }
+                        )
+                    )
+            });
+            if usage { std::process::ExitCode::from(EXIT_USAGE) } else { std::process::ExitCode::FAILURE }
         }
     }
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    let done = |r: anyhow::Result<()>| r.map(|()| Outcome::Done);
     match command {
-        Command::Synth(args) => synth_command(args),
+        Command::Synth(args) => done(synth_command(args)),
+        Command::Dataset(args) => done(cli::dataset::run(&args)),
         Command::IsolationForest(args) => isolation_forest_command(args),
         Command::LstmAutoencoder(args) => lstm_autoencoder_command(args),
-        Command::Promote(a) => edit_serving(&a.model_dir, |c, v| c.promote(v, &a.version).map(|()| String::new())),
-        Command::Canary(a) => {
-            edit_serving(&a.model_dir, |c, v| c.start_canary(v, &a.version, a.percent).map(|()| String::new()))
+        Command::Promote(a) => {
+            done(edit_serving(&a.model_dir, |c, v| c.promote(v, &a.version).map(|()| String::new())))
         }
-        Command::Rollback(a) => edit_serving(&a.model_dir, |c, v| c.rollback(v, a.to.as_deref())),
-        Command::Serving(a) => show_serving(&a.model_dir),
-        Command::Reference(a) => reference_command(&a),
+        Command::Canary(a) => {
+            done(edit_serving(&a.model_dir, |c, v| c.start_canary(v, &a.version, a.percent).map(|()| String::new())))
+        }
+        Command::Rollback(a) => done(edit_serving(&a.model_dir, |c, v| c.rollback(v, a.to.as_deref()))),
+        Command::Serving(a) => done(show_serving(&a.model_dir)),
+        Command::Reference(a) => done(reference_command(&a)),
     }
 }
 
@@ -458,8 +493,8 @@ fn synth_command(args: SynthArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<()> {
-    let (options, dataset_options) = job_and_dataset(&args.common)?;
+fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<Outcome> {
+    let (mut options, dataset_options) = job_and_dataset(&args.common)?;
     let config = IsolationForestConfig {
         n_estimators: args.n_estimators,
         max_samples: args.max_samples,
@@ -470,6 +505,7 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<()> {
     };
 
     let dataset = Dataset::read_csv(&args.common.data, &dataset_options)?;
+    options.gate = gate(&args.common.gate, &dataset_options, &dataset)?;
     // Resolve first so that scikit-learn's warning comes before the work, not after it.
     for warning in config.resolve(dataset.rows, dataset.feature_names.len())?.warnings {
         eprintln!("warning: {warning}");
@@ -485,9 +521,7 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<()> {
             100.0 * e.anomaly_rate()
         );
     }
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", trained.path.display())?;
-    Ok(())
+    report(trained.validation.as_ref(), &trained.path)
 }
 
 /// Job options and data set options from the shared arguments.
@@ -507,6 +541,7 @@ fn job_and_dataset(common: &CommonArgs) -> anyhow::Result<(JobOptions, DatasetOp
         created_at: creation_time(source_date_epoch.as_deref())?,
         training_command: Some(shell_command(command)),
         git_commit,
+        gate: None,
     };
     let dataset_options = DatasetOptions {
         features: common.features.clone(),
@@ -520,8 +555,8 @@ fn job_and_dataset(common: &CommonArgs) -> anyhow::Result<(JobOptions, DatasetOp
     Ok((options, dataset_options))
 }
 
-fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<()> {
-    let (options, dataset_options) = job_and_dataset(&args.common)?;
+fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<Outcome> {
+    let (mut options, dataset_options) = job_and_dataset(&args.common)?;
     let config = LstmTrainingConfig {
         window: args.window,
         stride: args.stride,
@@ -536,6 +571,7 @@ fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<()> {
         threshold_percentile: args.threshold_percentile,
     };
     let dataset = Dataset::read_csv(&args.common.data, &dataset_options)?;
+    options.gate = gate(&args.common.gate, &dataset_options, &dataset)?;
     let trained = ferroserve_train::train_lstm_autoencoder(&dataset, &config, &options, &mut Bars::default())?;
     let c = &trained.curve;
     eprintln!(
@@ -547,9 +583,7 @@ fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<()> {
     if let Some(e) = &trained.evaluation {
         eprintln!("windows: precision {:.3}, recall {:.3}, f1 {:.3}", e.precision(), e.recall(), e.f1_score());
     }
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", trained.path.display())?;
-    Ok(())
+    report(trained.validation.as_ref(), &trained.path)
 }
 
 #[cfg(test)]

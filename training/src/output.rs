@@ -10,6 +10,7 @@ use ferroserve_formats::layout::{METADATA_JSON, VersionWriter};
 use ferroserve_formats::{ModelMetadata, NativeModel};
 
 use crate::error::{Error, Result};
+use crate::gate::{REJECTED_DIR, Validation};
 
 /// Writes `model` and `metadata` as a new version of `model_dir` (created if needed): version
 /// `version`, or the one after the highest existing. The folder appears complete or not at all:
@@ -40,12 +41,76 @@ pub fn write_version_with(
     metadata: &ModelMetadata,
     save: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<PathBuf> {
+    Ok(write_version_validated(model_dir, version, metadata, save, |_| Ok(None))?.path)
+}
+
+/// A version written by [`write_version_validated`].
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `MODEL_DIR/vN` when published; the folder it was set aside in when the gate refused it.
+    pub path: PathBuf,
+    /// The metadata written, with `version`, and the gate's `validation_status` and `validation` record.
+    pub metadata: ModelMetadata,
+    /// The gate's result; `None` when nothing was gated.
+    pub validation: Option<Validation>,
+}
+
+impl Written {
+    /// Whether the version was published as `vN/` (nothing gated, or every check passed).
+    pub fn published(&self) -> bool {
+        self.validation.as_ref().is_none_or(Validation::passed)
+    }
+}
+
+/// [`write_version_with`], with a gate: once `save` has written the files into the hidden folder,
+/// `validate` measures them (it gets the folder) and returns the gate's result, or `None` when nothing is
+/// gated. The result goes into `metadata.json` (`validation_status` and `validation`); a version that
+/// passes (or is not gated) is renamed to `vN/`; one that fails is renamed to
+/// `MODEL_DIR/_rejected/vN-<created_at>/` instead (the server never reads `_` names), so it can be
+/// inspected and is never served.
+///
+/// # Errors
+/// As [`write_version_with`], plus whatever `validate` returns (then nothing is left behind).
+pub fn write_version_validated(
+    model_dir: &Path,
+    version: Option<u64>,
+    metadata: &ModelMetadata,
+    save: impl FnOnce(&Path) -> Result<()>,
+    validate: impl FnOnce(&Path) -> Result<Option<Validation>>,
+) -> Result<Written> {
     let writer = VersionWriter::begin(model_dir, version)?;
     save(writer.dir())?;
-    let metadata = ModelMetadata { version: Some(writer.name().to_owned()), ..metadata.clone() };
+    let validation = validate(writer.dir())?;
+    let mut metadata = ModelMetadata { version: Some(writer.name().to_owned()), ..metadata.clone() };
+    if let Some(v) = &validation {
+        metadata.validation_status = Some(v.status().to_owned());
+        metadata.extra.insert("validation".to_owned(), v.to_json());
+    }
     let path = writer.dir().join(METADATA_JSON);
     std::fs::write(&path, metadata.to_bytes()).map_err(|e| Error::io(&path, e))?;
-    Ok(writer.commit()?)
+    let path = match &validation {
+        Some(v) if !v.passed() => set_aside(writer, model_dir, metadata.created_at.as_deref())?,
+        _ => writer.commit()?,
+    };
+    Ok(Written { path, metadata, validation })
+}
+
+/// Moves an unpublished version to `MODEL_DIR/_rejected/vN-<time>/` (`-2`, `-3`… when taken).
+fn set_aside(writer: VersionWriter, model_dir: &Path, created_at: Option<&str>) -> Result<PathBuf> {
+    let rejected = model_dir.join(REJECTED_DIR);
+    std::fs::create_dir_all(&rejected).map_err(|e| Error::io(&rejected, e))?;
+    let stamp: String = created_at.unwrap_or("undated").chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    let base = format!("{}-{stamp}", writer.name());
+    let mut target = rejected.join(&base);
+    let mut n = 1;
+    while target.exists() {
+        n += 1;
+        target = rejected.join(format!("{base}-{n}"));
+    }
+    std::fs::rename(writer.dir(), &target).map_err(|e| Error::io(&target, e))?;
+    // The writer's own clean-up finds its hidden folder gone (renamed), and leaves the rest alone.
+    drop(writer);
+    Ok(target)
 }
 
 /// The model name a folder implies: its last component (`…/anomaly-detector` → `anomaly-detector`),

@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod gate;
 mod lstm;
+mod prometheus;
 mod rollout;
 mod train;
 
