@@ -207,8 +207,14 @@ impl ServingConfig {
     }
 }
 
-/// The folder name of `version` among `versions` (`2` finds `v2`).
+/// The word for the newest version folder, wherever a version is named (`canary --version latest`).
+pub const LATEST: &str = "latest";
+
+/// The folder name of `version` among `versions` (`2` finds `v2`; [`LATEST`] the newest folder).
 fn find(versions: &[VersionDir], version: &str) -> std::result::Result<String, String> {
+    if version == LATEST {
+        return versions.last().map(|v| v.name.clone()).ok_or_else(|| "no version folder".to_owned());
+    }
     versions.iter().find(|v| same_version(&v.name, version)).map(|v| v.name.clone()).ok_or_else(|| {
         let names: Vec<&str> = versions.iter().map(|v| v.name.as_str()).collect();
         format!(
@@ -297,5 +303,16 @@ mod tests {
         assert!(c.start_canary(&vs, "v1", 10).unwrap_err().contains("already the default"));
         assert!(ServingConfig::default().start_canary(&vs, "v1", 10).unwrap_err().contains("no older version"));
         assert!(ServingConfig::default().start_canary(&vs, "v2", 101).is_err());
+    }
+
+    #[test]
+    fn latest_names_the_newest_folder() {
+        let vs = versions(&["v1", "v2", "v10"]);
+        let mut c = ServingConfig::default();
+        c.start_canary(&vs, LATEST, 10).unwrap();
+        assert_eq!((c.default.as_deref(), c.canary.as_ref().map(|c| c.version.as_str())), (Some("v2"), Some("v10")));
+        c.promote(&vs, LATEST).unwrap();
+        assert_eq!(c.default.as_deref(), Some("v10"));
+        assert_eq!(ServingConfig::default().promote(&[], LATEST).unwrap_err(), "no version folder");
     }
 }

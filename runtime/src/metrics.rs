@@ -322,7 +322,7 @@ impl Metrics {
         // Feedback sets these when it arrives; a version no longer loaded (replaced, rolled back, deleted) keeps
         // no quality figures, so that a retrained model's alert resolves and dashboards show what serves.
         for g in [&self.accuracy, &self.precision, &self.recall] {
-            for family in g.collect() {
+            for family in prometheus::core::Collector::collect(g) {
                 for m in family.get_metric() {
                     let label = |name: &str| {
                         m.get_label().iter().find(|l| l.name() == name).map_or("", |l| l.value()).to_owned()

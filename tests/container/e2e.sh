@@ -86,3 +86,14 @@ runtime_args=()
 echo "== the image as the ServingRuntime runs it"
 timeout 600 "$venv/bin/python" "$here/e2e.py" --image "$image" --runs "${FERROSERVE_E2E_RUNS:-3}" \
   "${runtime_args[@]}" "${ulimit_args[@]}"
+
+# The weekly retraining CronJob (servingruntime-manifests/mlops/) in the same image, against a real Prometheus.
+if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+  echo "== the retraining CronJob's containers in the image, against a real Prometheus"
+  (cd "$here" && timeout 900 "$venv/bin/python" "$here/mlops.py" --image "$image" "${runtime_args[@]}" "${ulimit_args[@]}")
+else
+  echo "################################################################################"
+  echo "##  SKIPPED: the retraining CronJob was NOT run: prometheus/promtool not installed"
+  echo "##  (tests/prometheus/check.sh installs them)"
+  echo "################################################################################"
+fi

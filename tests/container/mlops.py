@@ -1,15 +1,16 @@
 """Runs the weekly retraining CronJob (servingruntime-manifests/mlops/retrain-cronjob.yaml) as far as a machine
 without a cluster can: its containers, in the Ferroserve image, in the order the kubelet runs them (init containers
 one after the other, each only if the one before exited 0, then the container), with the pod's and each container's
-securityContext, env and limits, against a real Prometheus and a model folder mounted where the PVC would be.
+securityContext, env and limits, its ConfigMap (the gate) and an emptyDir mounted as files, against a real Prometheus
+and a model folder on a host folder where the PVC would be.
 
 1. A real Prometheus (Debian's `prometheus`) holds eight days of the platform's five metrics, backfilled with
    `promtool tsdb create-blocks-from openmetrics`; the CronJob's Prometheus URL is pointed at it (host network).
-2. Gate passes: `dataset` writes the 45-feature CSV, `train` publishes the next version (validation_status passed),
-   `canary` sends it 10 % of requests (serving.json on the mount).
-3. Gate fails (the gate file asks for what no model meets): `train` exits with the gate's exit code, no version is
-   published (the refused one is kept aside under a name the server ignores), `canary` never runs, serving.json is
-   unchanged.
+   The labelled hold-out the Job reads from the PVC is made the same way (`dataset` in the image), labelled normal.
+2. Gate passes (the manifest's own gate.json): `dataset` writes the 45-feature CSV, `train` publishes the next
+   version (validation_status passed) as a 10 % canary beside the version serving today (serving.json on the PVC).
+3. Gate fails (gate.json asks for a model under 1 kB): `train` exits 3, no version is published (the refused one is
+   kept aside under `_rejected/`, which the server ignores), serving.json is unchanged.
 
     python3 tests/container/mlops.py --image IMAGE [--oci-runtime runc] [--ulimit nofile=1024:1024 ...]
 
@@ -197,20 +198,26 @@ def main() -> int:
         shutil.copytree(EXAMPLE_MODEL, models)
         volumes = {}
         for name, v in claim.items():
+            volumes[name] = tmp / f"volume-{name}"
             if "persistentVolumeClaim" in v:
                 volumes[name] = pvc
             elif "emptyDir" in v:
-                volumes[name] = tmp / f"emptydir-{name}"
                 volumes[name].mkdir()
+            elif "configMap" in v:
+                volumes[name].mkdir()
+                for key, text in config_map(v["configMap"]["name"])["data"].items():
+                    (volumes[name] / key).write_text(text, encoding="utf-8")
             else:
-                raise CheckFailed(f"volume {name}: only PVCs and emptyDirs are handled by this test")
+                raise CheckFailed(f"volume {name}: only PVCs, emptyDirs and ConfigMaps are handled by this test")
+        gate_dir = next(volumes[n] for n, v in claim.items() if "configMap" in v)
+        holdout = holdout_path(pod)
+        make_holdout(podman, args.image, prometheus.url, pvc, holdout, ulimits)
         # The pod's user owns what it writes, as on a PVC with fsGroup or a folder made for it.
         subprocess.run(["chown", "-R", "65532:65532", str(tmp)], check=True)
         before = versions(models)
         serving_before = json.loads((models / "serving.json").read_text()) if (models / "serving.json").exists() else None
 
-        print("gate passes:")
-        write_gate(models, passing=True)
+        print("gate passes (the manifest's gate.json):")
         ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, f"ferroserve-mlops-{tmp.name[-6:]}")
         check([(n, c) for n, c, _ in ran] == [(c["name"], 0) for c in [*pod["initContainers"], *pod["containers"]]],
               f"every container exited 0: {[(n, c) for n, c, _ in ran]}")
@@ -223,17 +230,16 @@ def main() -> int:
         serving = json.loads((models / "serving.json").read_text())
         check(serving.get("canary") == {"version": new[0], "percent": 10}, f"serving.json: {serving}")
 
-        print("gate fails:")
-        write_gate(models, passing=False)
+        print("gate fails (gate.json asks for a model under 1 kB):")
+        (gate_dir / "gate.json").write_text('{"max_size_mb": 0.001}\n', encoding="utf-8")
         serving_before = (models / "serving.json").read_text()
         before = versions(models)
         ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, f"ferroserve-mlops-{tmp.name[-6:]}")
         codes = [(n, c) for n, c, _ in ran]
-        check([n for n, _ in codes] == ["dataset", "train"] and codes[0][1] == 0 and codes[1][1] == GATE_FAILED,
-              f"train exits {GATE_FAILED} (gate failed) and canary never runs: {codes}")
+        check(codes == [("dataset", 0), ("train", GATE_FAILED)], f"train exits {GATE_FAILED} (gate failed): {codes}")
         check(versions(models) == before, f"no version published: {versions(models)}")
         aside = [p.name for p in models.iterdir() if p.is_dir() and p.name[:1] in "._"]
-        check(bool(aside), f"the refused version is kept aside where the server does not look: {aside}")
+        check(aside == ["_rejected"] and any((models / "_rejected").iterdir()), f"the refused version is kept aside where the server does not look: {aside}")
         check((models / "serving.json").read_text() == serving_before, "serving.json unchanged")
         print("PASSED: the retraining CronJob ran in the image against a real Prometheus")
         return 0
@@ -243,12 +249,41 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-# Filled in from ferroserve-train's documented gate (docs/mlops.md).
+# ferroserve-train's exit code for a version the gate refused (docs/mlops.md).
 GATE_FAILED = 3
 
 
-def write_gate(models: Path, passing: bool) -> None:
-    raise NotImplementedError
+def config_map(name: str) -> dict:
+    with CRONJOB.open(encoding="utf-8") as f:
+        for d in yaml.safe_load_all(f):
+            if d and d.get("kind") == "ConfigMap" and d["metadata"]["name"] == name:
+                return d
+    raise CheckFailed(f"{CRONJOB.name}: no ConfigMap {name}")
+
+
+def holdout_path(pod: dict) -> str:
+    args = next(c for c in pod["containers"] if c["name"] == "train")["args"]
+    return args[args.index("--holdout") + 1]
+
+
+def make_holdout(podman: Podman, image: str, prometheus: str, pvc: Path, holdout: str, ulimits: list[str]) -> None:
+    """The labelled hold-out the Job expects on the PVC: a day of the same metrics through `dataset` in the image,
+    every row labelled normal (0)."""
+    inside = Path(holdout)
+    if not inside.is_relative_to(MOUNT):
+        raise CheckFailed(f"--holdout {holdout} is not on the PVC mounted at {MOUNT}")
+    host = pvc / inside.relative_to(MOUNT)
+    host.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chmod", "0777", str(host.parent)], check=True)
+    argv = ["run", "--rm", "--network", "host", *ulimits, "--volume", f"{host.parent}:/out",
+            "--entrypoint", '["ferroserve-train"]', image, "dataset", "--prometheus", prometheus,
+            "--start", "now-1d", "--out", f"/out/{host.name}"]
+    proc = subprocess.run(podman.base + argv, capture_output=True, text=True, timeout=300, check=False)
+    check(proc.returncode == 0, f"the hold-out's features from Prometheus: {(proc.stdout + proc.stderr).strip()}")
+    lines = host.read_text(encoding="utf-8").splitlines()
+    host.write_text("\n".join([lines[0] + ",label"] + [line + ",0" for line in lines[1:]]) + "\n", encoding="utf-8")
+    for p in host.parent.glob("*.provenance.json"):
+        p.unlink()
 
 
 if __name__ == "__main__":

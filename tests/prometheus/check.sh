@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI hook: the monitoring manifests (servingruntime-manifests/monitoring/) against a real Prometheus.
+# CI hook: what meets a real Prometheus: the monitoring manifests (servingruntime-manifests/monitoring/) and
+# `ferroserve-train dataset`.
 #
 #   bash tests/prometheus/check.sh
 #
@@ -7,7 +8,9 @@
 #    servingruntime-manifests/monitoring/tests/ (tests/it/monitoring.rs extracts the rules file from the manifest).
 # 2. A real Prometheus scrapes the real binary under known traffic; every dashboard query and alert expression is
 #    asked of its HTTP API, and the alerts it raises are compared with those expected (runtime/tests/it/prometheus.rs).
-# Both are ignored cargo tests, run here with --ignored. Each Prometheus they start listens on a free port of
+# 3. `ferroserve-train dataset` against a real Prometheus over backfilled series, the CSV compared with pandas'
+#    (training/tests/it/prometheus.rs).
+# All three are ignored cargo tests, run here with --ignored. Each Prometheus they start listens on a free port of
 # 127.0.0.1, keeps its data in a temporary folder, and is stopped by its PID.
 #
 # Installs Debian's `prometheus` package (2.42; promtool comes with it) when missing, as root or with passwordless
@@ -56,3 +59,7 @@ cargo test --locked -q -p ferroserve-it --test it -- --ignored --exact --nocaptu
 echo "== a real Prometheus scraping the binary: the dashboard's queries, the alerts' expressions, the alerts raised"
 cargo test --locked -q -p ferroserve --test it -- --ignored --exact --nocapture \
   prometheus::a_real_prometheus_answers_the_dashboard_and_the_alerts
+
+echo "== ferroserve-train dataset against a real Prometheus: backfilled series, the CSV against pandas'"
+cargo test --locked -q -p ferroserve-train --test it -- --ignored --exact --nocapture \
+  prometheus::dataset_from_a_real_prometheus_matches_pandas

@@ -104,7 +104,7 @@ struct PromoteArgs {
     /// The model folder holding the version folders (and serving.json).
     #[arg(long)]
     model_dir: PathBuf,
-    /// The version to make the default (`v3` or `3`).
+    /// The version to make the default (`v3`, `3`, or `latest`: the newest folder).
     #[arg(long)]
     version: String,
 }
@@ -114,7 +114,7 @@ struct CanaryArgs {
     /// The model folder holding the version folders (and serving.json).
     #[arg(long)]
     model_dir: PathBuf,
-    /// The canary version (`v3` or `3`).
+    /// The canary version (`v3`, `3`, or `latest`: the newest folder).
     #[arg(long)]
     version: String,
     /// Its share of unpinned requests, 0–100.
@@ -210,6 +210,12 @@ struct CommonArgs {
     git_commit: String,
     #[command(flatten)]
     gate: GateArgs,
+    /// Publish the new version as a canary taking PERCENT % (0–100) of unpinned requests. serving.json pins the
+    /// version serving today as the default before the new one appears, so the newest version never takes all
+    /// traffic on its own; a version the gate refuses takes none. Without it, the newest version serves
+    /// (unless serving.json names a default).
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    canary: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -510,6 +516,7 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<Outcome
     for warning in config.resolve(dataset.rows, dataset.feature_names.len())?.warnings {
         eprintln!("warning: {warning}");
     }
+    pin_default(&args.common)?;
     let trained = ferroserve_train::train_isolation_forest(&dataset, &config, &options, &mut Bars::default())?;
     if let Some(e) = &trained.evaluation {
         eprintln!(
@@ -521,7 +528,42 @@ fn isolation_forest_command(args: IsolationForestArgs) -> anyhow::Result<Outcome
             100.0 * e.anomaly_rate()
         );
     }
-    report(trained.validation.as_ref(), &trained.path)
+    let outcome = report(trained.validation.as_ref(), &trained.path)?;
+    start_canary(&args.common, outcome, &trained.path)
+}
+
+/// With `--canary`, before training: pins serving.json's default to the version that serves now (the newest,
+/// when serving.json names none), so that the version about to be published does not take all traffic as the
+/// newest. Nothing to pin in a folder without versions.
+fn pin_default(common: &CommonArgs) -> anyhow::Result<()> {
+    if common.canary.is_none() {
+        return Ok(());
+    }
+    let has_versions = common.out.is_dir()
+        && !layout::version_dirs(&common.out).with_context(|| format!("reading {}", common.out.display()))?.is_empty();
+    if !has_versions || ServingConfig::read(&common.out)?.is_some_and(|c| c.default.is_some()) {
+        return Ok(());
+    }
+    edit_serving(&common.out, |c, versions| {
+        c.default = versions.last().map(|v| v.name.clone());
+        Ok("the default pinned before a canary is published".to_owned())
+    })
+}
+
+/// With `--canary`, after a published version: starts its canary (the first version of a model has nothing to
+/// share traffic with and serves alone).
+fn start_canary(common: &CommonArgs, outcome: Outcome, path: &Path) -> anyhow::Result<Outcome> {
+    let Some(percent) = common.canary else { return Ok(outcome) };
+    if outcome != Outcome::Done {
+        return Ok(outcome);
+    }
+    let version = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if layout::version_dirs(&common.out)?.len() < 2 {
+        eprintln!("--canary: {version} is the model's first version; it serves all traffic");
+        return Ok(outcome);
+    }
+    edit_serving(&common.out, |c, versions| c.start_canary(versions, &version, percent).map(|()| String::new()))?;
+    Ok(outcome)
 }
 
 /// Job options and data set options from the shared arguments.
@@ -572,6 +614,7 @@ fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<Outcome
     };
     let dataset = Dataset::read_csv(&args.common.data, &dataset_options)?;
     options.gate = gate(&args.common.gate, &dataset_options, &dataset)?;
+    pin_default(&args.common)?;
     let trained = ferroserve_train::train_lstm_autoencoder(&dataset, &config, &options, &mut Bars::default())?;
     let c = &trained.curve;
     eprintln!(
@@ -583,7 +626,8 @@ fn lstm_autoencoder_command(args: LstmAutoencoderArgs) -> anyhow::Result<Outcome
     if let Some(e) = &trained.evaluation {
         eprintln!("windows: precision {:.3}, recall {:.3}, f1 {:.3}", e.precision(), e.recall(), e.f1_score());
     }
-    report(trained.validation.as_ref(), &trained.path)
+    let outcome = report(trained.validation.as_ref(), &trained.path)?;
+    start_canary(&args.common, outcome, &trained.path)
 }
 
 #[cfg(test)]

@@ -184,7 +184,8 @@ async fn feedback_moves_the_accuracy_gauge() {
     // A version no longer loaded keeps no quality figures (a retrained model's accuracy alert resolves); what it
     // was fed stays counted.
     let (app, store) = app_over(&fx.repository()).await;
-    let (status, body) = post(&app, "/v2/models/anomaly-detector/infer", rows_request(&[[0.0, 0.0]], r#""id":"x","#)).await;
+    let (status, body) =
+        post(&app, "/v2/models/anomaly-detector/infer", rows_request(&[[0.0, 0.0]], r#""id":"x","#)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = post(&app, "/v2/models/anomaly-detector/feedback", r#"{"id": "x", "labels": [1]}"#).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -63,8 +63,8 @@ async fn passes_on_the_example_model_and_fails_clearly_otherwise() {
     // as a pipeline passes the flag whether or not it names one.
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let out = validate(args(addr, "anomaly-detector", &["--requests", "3", "--version", "", "--json", "--report"]))
-        .await;
+    let out =
+        validate(args(addr, "anomaly-detector", &["--requests", "3", "--version", "", "--json", "--report"])).await;
     assert_eq!(out.status.code(), Some(2), "--report without a file is a usage error");
     let r = report.to_str().unwrap();
     let out = validate(args(addr, "anomaly-detector", &["--requests", "3", "--version", "", "--report", r])).await;
@@ -72,7 +72,8 @@ async fn passes_on_the_example_model_and_fails_clearly_otherwise() {
     let written: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!((written["passed"].as_bool(), written["exit_code"].as_u64()), (Some(true), Some(0)), "{written}");
     assert!(written["checks"][3]["detail"].as_str().unwrap().contains("versions [v2]"), "{written}");
-    let out = validate(args(addr, "anomaly-detector", &["--requests", "3", "--report", "/nonexistent-dir/r.json"])).await;
+    let out =
+        validate(args(addr, "anomaly-detector", &["--requests", "3", "--report", "/nonexistent-dir/r.json"])).await;
     assert_eq!(out.status.code(), Some(2), "an unwritable report fails the step");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--report /nonexistent-dir/r.json"), "{out:?}");
 

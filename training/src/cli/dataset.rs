@@ -15,11 +15,12 @@ pub struct DatasetArgs {
     /// Prometheus's URL (http only), e.g. http://127.0.0.1:9090.
     #[arg(long, value_name = "URL")]
     prometheus: String,
-    /// The first row's time: RFC 3339 (2026-01-05T00:00:00Z) or Unix seconds.
+    /// The first row's time: RFC 3339 (2026-01-05T00:00:00Z), Unix seconds, or relative to now (`now-7d`, as a
+    /// scheduled job asks for the last week).
     #[arg(long, value_parser = parse_instant)]
     start: i64,
-    /// The last row's time (rows stop at the last step not after it): RFC 3339 or Unix seconds.
-    #[arg(long, value_parser = parse_instant)]
+    /// The last row's time (rows stop at the last step not after it): RFC 3339, Unix seconds, `now` or `now-1h`.
+    #[arg(long, value_parser = parse_instant, default_value = "now")]
     end: i64,
     /// Time between rows (1m, 30s, or seconds); the feature names (mean_5m, lag_5) assume 1m.
     #[arg(long, default_value = "1m", value_parser = parse_step)]
@@ -36,8 +37,20 @@ pub struct DatasetArgs {
     out: PathBuf,
 }
 
-/// RFC 3339 or Unix seconds → Unix seconds.
+/// RFC 3339, Unix seconds, `now` or `now-DURATION` (`now-7d`, `now-90m`) → Unix seconds.
 fn parse_instant(s: &str) -> Result<i64, String> {
+    if let Some(rest) = s.strip_prefix("now") {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+        let now = i64::try_from(now).map_err(|e| e.to_string())?;
+        if rest.is_empty() {
+            return Ok(now);
+        }
+        let ago = rest
+            .strip_prefix('-')
+            .and_then(|d| humantime::parse_duration(d).ok())
+            .ok_or_else(|| format!("`{s}`: expected `now` or `now-DURATION` (now-7d, now-12h)"))?;
+        return i64::try_from(ago.as_secs()).map(|ago| now - ago).map_err(|_| format!("`{s}` is too long ago"));
+    }
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(secs);
     }
@@ -107,4 +120,22 @@ pub fn run(args: &DatasetArgs) -> anyhow::Result<()> {
         sidecar.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_are_absolute_or_relative_to_now() {
+        assert_eq!(parse_instant("2026-01-05T00:00:00Z"), Ok(1_767_571_200));
+        assert_eq!(parse_instant("1767571200"), Ok(1_767_571_200));
+        let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+        let week = parse_instant("now-7d").unwrap();
+        assert!((now - 7 * 86_400..=now - 7 * 86_400 + 5).contains(&week), "{week} vs {now}");
+        assert!((now..=now + 5).contains(&parse_instant("now").unwrap()));
+        for bad in ["now+1d", "now-", "now-soon", "yesterday"] {
+            assert!(parse_instant(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -233,3 +233,49 @@ fn the_lstm_autoencoder_is_gated_on_timed_windows() {
     assert_eq!(meta.validation_status.as_deref(), Some("passed"));
     assert_eq!(checks(&meta).len(), 3);
 }
+
+/// `--canary`: the trained version is published as a canary beside the version serving today, never as the
+/// newest version taking all traffic; a refused version leaves serving.json as it was.
+#[test]
+fn canary_publishes_beside_the_serving_version() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    data(dir, "1200");
+    let train = |data: &str, extra: &[&str]| {
+        let mut args = vec!["isolation-forest", "--data", data, "--out", "models/detector", "--n-estimators", "20"];
+        args.extend_from_slice(extra);
+        run(dir, &args)
+    };
+    let serving = || std::fs::read_to_string(dir.join("models/detector/serving.json")).ok();
+
+    // The first version has nothing to share traffic with: it serves alone, and no serving.json is written.
+    let out = train("metrics.csv", &["--canary", "10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("v1 is the model's first version"), "{}", stderr(&out));
+    assert_eq!(serving(), None);
+
+    // The second: v1 pinned as the default first, then v2 at 10 %.
+    let out = train("metrics.csv", &["--canary", "10"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: Value = serde_json::from_str(&serving().unwrap()).unwrap();
+    assert_eq!(config, serde_json::json!({"default": "v1", "canary": {"version": "v2", "percent": 10}}));
+
+    // A refused third changes nothing the server reads.
+    let before = serving();
+    let mut gated = vec!["--canary", "50"];
+    gated.extend_from_slice(&IF_GATE);
+    let out = train("flipped.csv", &gated);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(serving(), before);
+    let names: Vec<String> =
+        layout::version_dirs(&dir.join("models/detector")).unwrap().into_iter().map(|v| v.name).collect();
+    assert_eq!(names, ["v1", "v2"]);
+
+    // `latest` names the newest folder wherever a version is named.
+    let out = run(dir, &["promote", "--model-dir", "models/detector", "--version", "latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: Value = serde_json::from_str(&serving().unwrap()).unwrap();
+    assert_eq!(config, serde_json::json!({"default": "v2"}));
+    let out = run(dir, &["isolation-forest", "--data", "metrics.csv", "--out", "models/detector", "--canary", "101"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
