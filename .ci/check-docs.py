@@ -13,15 +13,15 @@ clone, so that training and rollouts in the docs never touch the checkout. `ferr
 on PATH (the debug build). The commands of a file run in order, one shell after the other, like lines typed in one
 terminal: the working directory and exported variables carry over.
 
-Servers. `<!-- docs-check: serve -->` before a ```sh block runs that block (`ferroserve ARGS`, or
-`cargo run [--release] -p ferroserve -- ARGS`, optionally after `VAR=value` assignments) as the server for the
-transcripts that follow, as a user's second terminal would, from the file's directory; `<!-- docs-check: serve ARGS
--->` starts `ferroserve ARGS` without showing the command. Either stops the previous server first. The server gets
-`--host 127.0.0.1` and free ports for `--http_port` and `--grpc_port`, which replace `127.0.0.1:8080` and
-`127.0.0.1:8081` in commands and in their documented output; the check waits for `/v2/health/ready`. `<!-- docs-check:
-wait-log TEXT -->` waits (30 s at most) until the server logs a line holding TEXT after the previous command started:
-what a user sees in the server's terminal before going on (a rollout applied). A server must stop with exit code 0
-on SIGTERM.
+Servers. `<!-- docs-check: serve -->` before a ```sh block runs that block as the server of the transcripts that
+follow, as a user's second terminal at the clone's root would: `ferroserve ARGS`, a path to it
+(`target/release/ferroserve ARGS`) or `cargo run [--release] -p ferroserve -- ARGS`, after optional `VAR=value`
+assignments; the debug build runs it. `<!-- docs-check: serve ARGS -->` starts `ferroserve ARGS` without showing a
+block. Either stops the previous server first. The server gets `--host 127.0.0.1` and free ports for `--http_port`
+and `--grpc_port`, which replace `127.0.0.1:8080` and `127.0.0.1:8081` in commands and in their documented output;
+the check waits for `/v2/health/ready`. `<!-- docs-check: wait-log TEXT -->` waits (30 s at most) until the server
+logs a line holding TEXT after the previous command started: what a user sees in the server's terminal before going
+on (a rollout applied). A server must stop with exit code 0 on SIGTERM.
 
 What must hold.
 - A command exits 0, or with the status of a `(exit N)` line among its documented output.
@@ -271,7 +271,7 @@ class Server:
             env[key] = value
         if words[:2] == ["cargo", "run"] and "--" in words and "ferroserve" in words[:words.index("--")]:
             words = words[words.index("--") + 1:]
-        elif words[:1] == ["ferroserve"]:
+        elif words and os.path.basename(words[0]) == "ferroserve":  # on PATH, or target/release/ferroserve
             words = words[1:]
         else:
             sys.exit(f"{session.name}: a served block must run `ferroserve` or `cargo run -p ferroserve --`: {command!r}")
