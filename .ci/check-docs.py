@@ -70,7 +70,7 @@ def files(args):
 
 def events(name, text):
     """The file's fenced blocks and directives in document order: (kind, payload) with kind one of `console`,
-    `skip` (a console block and the reason), `serve` (the command), `wait-log`, `stop`, or `other` (the language)."""
+    `skip` (a console block and the reason), `serve` (the command), `wait-log`, or `other` (the language)."""
     out, pending, lines, i = [], None, text.splitlines(), 0
     while i < len(lines):
         line = lines[i]
@@ -83,8 +83,6 @@ def events(name, text):
                 out.append(("serve", "ferroserve " + rest))
             elif verb == "wait-log" and rest:
                 out.append(("wait-log", rest))
-            elif verb == "stop" and not rest:
-                out.append(("stop", ""))
             elif (verb == "serve" and not rest) or (verb == "skip" and rest):
                 pending = (verb, rest, i)
             else:
@@ -380,8 +378,10 @@ class Session:
             raise Failure(f"$ {command}\n  " + "; ".join(problems) + f"\n  printed:\n{indent(output)}")
 
     def serve(self, command):
-        self.stop()
+        """Starts the server of `command` after stopping the previous one; that one's problems."""
+        problems = self.stop()
         self.server = Server(command, self)
+        return problems
 
     def stop(self):
         problems = self.server.stop() if self.server else []
@@ -402,29 +402,21 @@ def indent(text, limit=2500):
 
 
 def check(name, bin_dir):
-    """Runs one file; returns (summary line, failures)."""
+    """Runs one file; returns (summary line, commands run, failures)."""
     started = time.time()
     with open(os.path.join(ROOT, name), encoding="utf-8") as f:
         plan = events(name, f.read())
     ran, blocks, servers, failures, skipped, other = 0, 0, 0, [], [], {}
-    if not any(kind in ("console", "serve") for kind, _ in plan):
-        for kind, payload in plan:
-            if kind == "skip":
-                skipped.append(payload[1])
-            elif kind == "other":
-                other[payload] = other.get(payload, 0) + 1
-        return summary(name, ran, blocks, servers, skipped, other, time.time() - started), failures
-    session = Session(name, bin_dir)
+    # Only files with something to run get a copy of the examples.
+    session = Session(name, bin_dir) if any(kind in ("console", "serve") for kind, _ in plan) else None
     try:
         for kind, payload in plan:
             try:
                 if kind == "serve":
-                    session.serve(payload)
+                    failures += session.serve(payload)
                     servers += 1
-                elif kind == "stop":
-                    failures += session.stop()
                 elif kind == "wait-log":
-                    if not session.server:
+                    if not session or not session.server:
                         raise Failure(f"`wait-log {payload}` with no server running")
                     session.server.wait_log(payload, session.log_mark)
                 elif kind == "console":
@@ -439,12 +431,13 @@ def check(name, bin_dir):
                     skipped.append(payload[1])
                 else:
                     other[payload] = other.get(payload, 0) + 1
-            except Failure as e:
+            except Failure as e:  # a server that does not start, a log line that never comes: stop here
                 failures.append(str(e))
                 break
     finally:
-        failures += session.close()
-    return summary(name, ran, blocks, servers, skipped, other, time.time() - started), failures
+        if session:
+            failures += session.close()
+    return summary(name, ran, blocks, servers, skipped, other, time.time() - started), ran, failures
 
 
 def summary(name, ran, blocks, servers, skipped, other, seconds):
@@ -472,9 +465,9 @@ def main():
             sys.exit(f"{bin_dir}/{binary} is missing: cargo build --locked -p ferroserve -p ferroserve-train")
     started, total, failed = time.time(), 0, []
     for name in files(args.files):
-        line, failures = check(name, bin_dir)
+        line, ran, failures = check(name, bin_dir)
         print(line, flush=True)
-        total += int(line.split(": ", 1)[1].split(" ", 1)[0])
+        total += ran
         failed += [f"{name}: {f}" for f in failures]
     for f in failed:
         print(f"\nFAILED {f}", file=sys.stderr)
