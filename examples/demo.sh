@@ -12,7 +12,7 @@ port=${PORT:-18080}
 url="http://127.0.0.1:$port"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "building (release; the first build takes about 7 minutes on 2 cores, later ones seconds)"
+say "building (release; the first build takes an estimated 6–7 minutes on an idle 2-core machine, later ones seconds)"
 cargo build --release --locked -q -p ferroserve -p ferroserve-train
 target=${CARGO_TARGET_DIR:-target}
 ferroserve=$target/release/ferroserve

@@ -1,5 +1,6 @@
 //! The `ferroserve` binary: parse flags, set up logging, bind REST and gRPC, serve until SIGTERM or ctrl-c.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -15,7 +16,8 @@ async fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "validate") {
         let args = validate::ValidateArgs::parse_from(std::env::args_os().skip(1));
         let outcome = validate::validate(&args).await;
-        validate::print(&outcome, args.json);
+        // The exit code is the verdict, whether or not every line was read (`… --json | head`).
+        let _ = validate::print(&outcome, args.json, &mut std::io::stdout().lock());
         if let Some(path) = &args.report
             && let Err(e) = validate::write_report(&outcome, path)
         {
@@ -57,8 +59,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let store = state.store().clone();
     tokio::spawn(async move {
         store.wait_ready().await;
+        // Help for a person at a terminal; a closed stdout (`ferroserve … | head -1`) must not panic the task.
+        let mut stdout = std::io::stdout().lock();
         for line in example::curl_examples(&store, addr) {
-            println!("{line}");
+            if writeln!(stdout, "{line}").is_err() {
+                break;
+            }
         }
     });
     let listeners = ferroserve::Listeners { http: listener, grpc: Some(grpc) };

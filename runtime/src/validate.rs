@@ -344,21 +344,25 @@ pub fn write_report(outcome: &Outcome, path: &std::path::Path) -> Result<(), Str
     std::fs::write(path, json).map_err(|e| format!("--report {}: {e}", path.display()))
 }
 
-/// Prints the outcome for a person (one line per check and a summary) or as JSON.
-pub fn print(outcome: &Outcome, json: bool) {
+/// Writes the outcome for a person (one line per check and a summary) or as JSON.
+///
+/// # Errors
+/// What writing to `out` returns: a reader that stops early (`ferroserve validate --json | head`) is a broken pipe,
+/// which the caller may ignore, where `println!` would panic.
+pub fn print(outcome: &Outcome, json: bool, out: &mut impl std::io::Write) -> std::io::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(outcome).unwrap_or_default());
-        return;
+        return writeln!(out, "{}", serde_json::to_string_pretty(outcome).unwrap_or_default());
     }
     for c in &outcome.checks {
-        println!("{} {:<13} {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail);
+        writeln!(out, "{} {:<13} {}", if c.passed { "PASS" } else { "FAIL" }, c.name, c.detail)?;
     }
     let verdict = match outcome.exit_code {
         0 => "all checks passed",
         1 => "a check failed",
         _ => "the server could not be checked",
     };
-    println!("{} `{}` at {}: {verdict}", if outcome.passed { "OK" } else { "NOT OK" }, outcome.model, outcome.url);
+    let status = if outcome.passed { "OK" } else { "NOT OK" };
+    writeln!(out, "{status} `{}` at {}: {verdict}", outcome.model, outcome.url)
 }
 
 #[cfg(test)]

@@ -198,7 +198,14 @@ async fn collect(rx: &mut mpsc::UnboundedReceiver<Signal>, first: Signal, deboun
 
 /// The models a batch concerns, or `None` for "re-read all".
 fn targets(store: &ModelStore, batch: Vec<Signal>) -> Option<BTreeSet<String>> {
-    let roots = store.watch_roots();
+    // notify reports absolute paths (it joins a relative watch path onto the working directory), so a relative
+    // `--model_dir scratch/models` must be made absolute the same way, or no event would ever match it and every
+    // change would wait for the next poll.
+    let roots: Vec<(Option<String>, PathBuf)> = store
+        .watch_roots()
+        .into_iter()
+        .map(|(model, root)| (model, std::path::absolute(&root).unwrap_or(root)))
+        .collect();
     let mut names = BTreeSet::new();
     for signal in batch {
         let Signal::Changed(path) = signal else {

@@ -372,6 +372,44 @@ async fn serving_json_runs_a_canary_and_rolls_back() {
     server.stop().await;
 }
 
+/// The real binary, started in a folder and given the model folder relative to it (as the README's first hour
+/// does), applies a `serving.json` change from its filesystem events, without waiting for a poll.
+#[tokio::test]
+async fn a_relative_model_folder_is_watched_by_events() {
+    let root = tempfile::tempdir().unwrap();
+    save(&root.path().join("models/m/v1"), &v1(), None);
+    save(&root.path().join("models/m/v2"), &v2(), None);
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, grpc_port) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferroserve"))
+        .current_dir(root.path())
+        .args(["--model_repository", "models", "--host", "127.0.0.1", "--http_port", &port.to_string()])
+        .args(["--grpc_port", &grpc_port.to_string(), "--watch", "events", "--watch_interval", "1h"])
+        .args(["--watch_debounce", "20ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (client, addr) = (client(), SocketAddr::from(([127, 0, 0, 1], port)));
+    let answer = async || {
+        let body = rows_request(&[[0.0, 0.0]], "");
+        send(&client, addr, "POST", "/v2/models/m/infer", &[], &body).await.2
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(addr).await.is_err() || answer().await.as_deref() != Some("v2") {
+        assert!(tokio::time::Instant::now() < deadline, "the server never served v2");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write_serving(&root.path().join("models/m"), &json!({"default": "v1"}));
+    // Polling is hourly: only an event can make v1 the default within PATIENCE.
+    while answer().await.as_deref() != Some("v1") {
+        assert!(tokio::time::Instant::now() < deadline, "the serving.json change was not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().await.unwrap();
+}
+
 fn write_serving(dir: &Path, value: &Value) {
     let config: ferroserve_formats::serving::ServingConfig = serde_json::from_value(value.clone()).unwrap();
     config.write(dir).unwrap();

@@ -77,6 +77,20 @@ async fn passes_on_the_example_model_and_fails_clearly_otherwise() {
     assert_eq!(out.status.code(), Some(2), "an unwritable report fails the step");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--report /nonexistent-dir/r.json"), "{out:?}");
 
+    // A reader that stops at once (`… --json | head -1`): the verdict is still the exit code, and nothing panics.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferroserve"))
+        .arg("validate")
+        .args(args(addr, "anomaly-detector", &["--requests", "5", "--json"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // An unknown model: exit 1, naming the failing check.
     let out = validate(args(addr, "nope", &[])).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
