@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -51,25 +52,28 @@ def cronjob() -> dict:
 
 def series(now: int, days: int = 8) -> str:
     """OpenMetrics text of the platform's five metrics, one sample a minute for `days` days up to `now`: a daily
-    cycle with noise-free, reproducible values (the dataset's arithmetic is checked by ferroserve-train's own
-    tests; here the point is that the Job runs end to end on real Prometheus data)."""
+    cycle with seeded noise, as a quiet cluster looks (the dataset's arithmetic is checked by ferroserve-train's own
+    tests against pandas; here the point is that the Job runs end to end on real Prometheus data)."""
+    rng = random.Random(7)
     start = now - days * 86400
     lines = {k: [] for k in ("cpu", "avail", "total", "pod_cpu", "pod_mem", "restarts")}
     idle = 0.0
     busy = 0.0
     restarts = 0
-    for i, t in enumerate(range(start, now, MINUTE)):
+    for t in range(start, now, MINUTE):
         day = math.sin(2 * math.pi * (t % 86400) / 86400)
-        util = 0.45 + 0.25 * day + 0.03 * math.sin(i / 7.0)
-        idle += (1 - util) * MINUTE * 4           # four CPUs
-        busy += (0.8 + 0.4 * day) * MINUTE
-        if i % 1440 == 700:
-            restarts += 1
+        util = min(max(0.45 + 0.2 * day + rng.gauss(0, 0.08), 0.01), 0.99)
+        idle += (1 - util) * MINUTE               # one CPU
+        busy += max(0.8 + 0.3 * day + rng.gauss(0, 0.15), 0.0) * MINUTE
+        if t < start + 86400 and rng.random() < 0.002:
+            restarts += 1                         # a few restarts on the first day, none since
         lines["cpu"].append(f'node_cpu_seconds_total{{cpu="0",mode="idle"}} {idle:.3f} {t}')
-        lines["avail"].append(f"node_memory_MemAvailable_bytes {int(8e9 * (0.5 - 0.2 * day))} {t}")
+        avail = 8e9 * (0.5 - 0.15 * day + rng.gauss(0, 0.03))
+        lines["avail"].append(f"node_memory_MemAvailable_bytes {int(avail)} {t}")
         lines["total"].append(f"node_memory_MemTotal_bytes {int(16e9)} {t}")
         lines["pod_cpu"].append(f'container_cpu_usage_seconds_total{{pod="app-0"}} {busy:.3f} {t}')
-        lines["pod_mem"].append(f'container_memory_working_set_bytes{{pod="app-0"}} {int(5e8 + 2e8 * day)} {t}')
+        mem = 5e8 + 1.5e8 * day + rng.gauss(0, 3e7)
+        lines["pod_mem"].append(f'container_memory_working_set_bytes{{pod="app-0"}} {int(mem)} {t}')
         lines["restarts"].append(f'kube_pod_container_status_restarts_total{{pod="app-0"}} {restarts} {t}')
     types = {"cpu": ("node_cpu_seconds_total", "counter"), "avail": ("node_memory_MemAvailable_bytes", "gauge"),
              "total": ("node_memory_MemTotal_bytes", "gauge"),
@@ -267,8 +271,8 @@ def holdout_path(pod: dict) -> str:
 
 
 def make_holdout(podman: Podman, image: str, prometheus: str, pvc: Path, holdout: str, ulimits: list[str]) -> None:
-    """The labelled hold-out the Job expects on the PVC: a day of the same metrics through `dataset` in the image,
-    every row labelled normal (0)."""
+    """The labelled hold-out the Job expects on the PVC: a day of the same quiet cluster through `dataset` in the
+    image, every row labelled normal (0)."""
     inside = Path(holdout)
     if not inside.is_relative_to(MOUNT):
         raise CheckFailed(f"--holdout {holdout} is not on the PVC mounted at {MOUNT}")
@@ -277,7 +281,7 @@ def make_holdout(podman: Podman, image: str, prometheus: str, pvc: Path, holdout
     subprocess.run(["chmod", "0777", str(host.parent)], check=True)
     argv = ["run", "--rm", "--network", "host", *ulimits, "--volume", f"{host.parent}:/out",
             "--entrypoint", '["ferroserve-train"]', image, "dataset", "--prometheus", prometheus,
-            "--start", "now-1d", "--out", f"/out/{host.name}"]
+            "--start", "now-4d", "--end", "now-3d", "--out", f"/out/{host.name}"]
     proc = subprocess.run(podman.base + argv, capture_output=True, text=True, timeout=300, check=False)
     check(proc.returncode == 0, f"the hold-out's features from Prometheus: {(proc.stdout + proc.stderr).strip()}")
     lines = host.read_text(encoding="utf-8").splitlines()
