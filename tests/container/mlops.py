@@ -36,7 +36,6 @@ import yaml
 from e2e import ROOT, CheckFailed, Podman, check, container_options, free_port, image_user
 
 CRONJOB = ROOT / "servingruntime-manifests" / "mlops" / "retrain-cronjob.yaml"
-EXAMPLE_MODEL = ROOT / "examples" / "models" / "anomaly-detector"
 MODEL = "anomaly-detector"
 MOUNT = "/mnt/models"
 MINUTE = 60
@@ -199,7 +198,7 @@ def main() -> int:
         print(f"Prometheus {prometheus.url}: eight days of the five metrics backfilled")
         pvc = tmp / "pvc"
         models = pvc / MODEL
-        shutil.copytree(EXAMPLE_MODEL, models)
+        models.mkdir(parents=True)
         volumes = {}
         for name, v in claim.items():
             volumes[name] = tmp / f"volume-{name}"
@@ -218,32 +217,38 @@ def main() -> int:
         make_holdout(podman, args.image, prometheus.url, pvc, holdout, ulimits)
         # The pod's user owns what it writes, as on a PVC with fsGroup or a folder made for it.
         subprocess.run(["chown", "-R", "65532:65532", str(tmp)], check=True)
-        before = versions(models)
-        serving_before = json.loads((models / "serving.json").read_text()) if (models / "serving.json").exists() else None
+        name = f"ferroserve-mlops-{tmp.name[-6:]}"
+        every = [(c["name"], 0) for c in [*pod["initContainers"], *pod["containers"]]]
 
-        print("gate passes (the manifest's gate.json):")
-        ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, f"ferroserve-mlops-{tmp.name[-6:]}")
-        check([(n, c) for n, c, _ in ran] == [(c["name"], 0) for c in [*pod["initContainers"], *pod["containers"]]],
-              f"every container exited 0: {[(n, c) for n, c, _ in ran]}")
-        after = versions(models)
-        new = sorted(set(after) - set(before))
-        check(len(new) == 1, f"one version published: {before} -> {after}")
-        meta = json.loads((models / new[0] / "metadata.json").read_text())
-        check(meta.get("validation_status") == "passed", f"{new[0]}/metadata.json validation_status: "
-              f"{meta.get('validation_status')}")
+        print("first run, gate passes (the manifest's gate.json): the model's first version serves alone")
+        ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, name)
+        check([(n, c) for n, c, _ in ran] == every, f"every container exited 0: {[(n, c) for n, c, _ in ran]}")
+        check(versions(models) == ["v1"], f"v1 published: {versions(models)}")
+        meta = json.loads((models / "v1" / "metadata.json").read_text())
+        check(meta.get("validation_status") == "passed", f"v1/metadata.json validation_status: "
+              f"{meta.get('validation_status')}; checks {meta.get('validation', {}).get('checks')}")
+        check(meta.get("training_data", {}).get("source", {}).get("prometheus_url") == prometheus.url,
+              "v1/metadata.json: training_data.source names the Prometheus it was built from")
+        check(not (models / "serving.json").exists(), "no serving.json: the only version serves")
+
+        print("second run, gate passes: v2 is published as a 10 % canary beside v1")
+        ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, name)
+        check([(n, c) for n, c, _ in ran] == every, f"every container exited 0: {[(n, c) for n, c, _ in ran]}")
+        check(versions(models) == ["v1", "v2"], f"v2 published: {versions(models)}")
         serving = json.loads((models / "serving.json").read_text())
-        check(serving.get("canary") == {"version": new[0], "percent": 10}, f"serving.json: {serving}")
+        check(serving == {"default": "v1", "canary": {"version": "v2", "percent": 10}}, f"serving.json: {serving}")
 
         print("gate fails (gate.json asks for a model under 1 kB):")
         (gate_dir / "gate.json").write_text('{"max_size_mb": 0.001}\n', encoding="utf-8")
         serving_before = (models / "serving.json").read_text()
         before = versions(models)
-        ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, f"ferroserve-mlops-{tmp.name[-6:]}")
+        ran = run_pod(podman, args.image, job, volumes, prometheus.url, ulimits, name)
         codes = [(n, c) for n, c, _ in ran]
         check(codes == [("dataset", 0), ("train", GATE_FAILED)], f"train exits {GATE_FAILED} (gate failed): {codes}")
         check(versions(models) == before, f"no version published: {versions(models)}")
         aside = [p.name for p in models.iterdir() if p.is_dir() and p.name[:1] in "._"]
-        check(aside == ["_rejected"] and any((models / "_rejected").iterdir()), f"the refused version is kept aside where the server does not look: {aside}")
+        check(aside == ["_rejected"] and any((models / "_rejected").iterdir()),
+              f"the refused version is kept aside where the server does not look: {aside}")
         check((models / "serving.json").read_text() == serving_before, "serving.json unchanged")
         print("PASSED: the retraining CronJob ran in the image against a real Prometheus")
         return 0
