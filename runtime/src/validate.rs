@@ -108,7 +108,7 @@ impl Http {
             .map_err(|e| format!("{uri}: {e}"))?;
         let started = Instant::now();
         let answer = async {
-            let response = self.client.request(request).await.map_err(|e| format!("{uri}: {e}"))?;
+            let response = self.client.request(request).await.map_err(|e| format!("{uri}: {}", causes(&e)))?;
             let status = response.status().as_u16();
             let bytes = response.into_body().collect().await.map_err(|e| format!("{uri}: {e}"))?.to_bytes();
             Ok::<_, String>((status, bytes))
@@ -118,6 +118,22 @@ impl Http {
             .map_err(|_| format!("{uri}: no answer in {}", humantime::format_duration(self.timeout)))??;
         Ok((status, bytes, started.elapsed()))
     }
+}
+
+/// An error with its causes (`client error (Connect): tcp connect error: Connection refused (os error 111)`): the
+/// client's own message alone does not say why.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
 }
 
 fn short(bytes: &[u8]) -> String {

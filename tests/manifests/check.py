@@ -78,6 +78,9 @@ def main() -> int:
             text = yaml.safe_dump(doc["spec"]["steps"])
             errors += [f"$(params.{p}) is not a declared param" for p in
                        {t.split(")")[0] for t in text.split("$(params.")[1:]} - declared]
+        elif not api or not kind:
+            unchecked[f"(not a Kubernetes object: {path.parent.name}/{path.name})"] += 1
+            continue
         else:
             unchecked[f"{api} {kind}" + (" (KServe CRDs: cargo test --ignored)" if api in CHECKED_ELSEWHERE else "")] += 1
             continue

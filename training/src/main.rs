@@ -304,7 +304,7 @@ fn main() -> std::process::ExitCode {
         Ok(Outcome::Done) => std::process::ExitCode::SUCCESS,
         Ok(Outcome::Rejected) => std::process::ExitCode::from(EXIT_REJECTED),
         Err(e) => {
-            eprintln!("ferroserve-train: {e:#}");
+            eprintln!("ferroserve-train: {}", one_line(&e));
             let usage = e.chain().any(|c| {
                 c.is::<UsageError>()
                     || matches!(
@@ -319,6 +319,20 @@ fn main() -> std::process::ExitCode {
             if usage { std::process::ExitCode::from(EXIT_USAGE) } else { std::process::ExitCode::FAILURE }
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: an error that already ends with its cause's text (a
+/// file error names the file, then what the OS said) is not followed by it again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn run(command: Command) -> anyhow::Result<Outcome> {
@@ -479,6 +493,7 @@ fn synth_command(args: SynthArgs) -> anyhow::Result<()> {
     let anomalies = data.rows.iter().filter(|r| r.is_anomaly()).count();
     match &args.out {
         Some(path) => {
+            cli::create_parent(path)?;
             data.write_file(path)?;
             println!(
                 "{}: {} rows, {anomalies} labelled anomalies (seed {})",

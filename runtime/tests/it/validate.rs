@@ -117,7 +117,9 @@ async fn passes_on_the_example_model_and_fails_clearly_otherwise() {
 
     // Nobody listens any more: exit 2.
     let out = validate(args(addr, "anomaly-detector", &["--timeout", "2s"])).await;
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("Connection refused"), "the OS's reason, not only the client's: {stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,6 +107,7 @@ pub fn run(args: &DatasetArgs) -> anyhow::Result<()> {
         rows: table.rows(),
         queried_at,
     };
+    super::create_parent(&args.out)?;
     let sidecar = features::write_dataset(&args.out, &table, &provenance)?;
     println!(
         "{}: {} rows × {} features from {} ({} to {}, step {}s); provenance in {}",

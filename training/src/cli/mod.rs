@@ -15,6 +15,18 @@ pub fn parse_time(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
 }
 
+/// Creates the folder an output file goes into (`--out data/week.csv`), as a user expects of an output path.
+///
+/// # Errors
+/// When the folder cannot be made; the message names it.
+pub fn create_parent(path: &std::path::Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("{}: cannot make the folder of --out: {e}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
 /// How a command ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -236,6 +236,7 @@ fn user_errors_print_no_stack_trace() {
     assert!(stderr.starts_with("ferroserve-train: missing.csv: No such file"), "{stderr}");
     assert!(!stderr.contains("Stack backtrace") && !stderr.contains("stack backtrace"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("No such file").count(), 1, "the OS's message once: {stderr}");
 }
 
 /// `reference` takes one version's folder: pointed at the folder of versions (as promote/canary take), it
@@ -263,4 +264,17 @@ fn reference_refuses_the_folder_of_versions() {
     );
     assert!(!dir.path().join(METADATA_JSON).exists());
     ok(dir.path(), &["reference", "--data", "metrics.csv", "--model-dir", "model/v1"]);
+}
+
+/// An output file's folder is made, as for any output path (`--out data/week.csv`).
+#[test]
+fn output_folders_are_made() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["synth", "--seed", "5", "--rows", "100", "--out", "new/folder/metrics.csv"]);
+    assert!(dir.path().join("new/folder/metrics.csv").is_file());
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let out = run(dir.path(), &["synth", "--rows", "100", "--out", "file/metrics.csv"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("file: cannot make the folder of --out"), "{stderr}");
 }
