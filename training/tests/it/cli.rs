@@ -1,22 +1,12 @@
 //! The binary as a user (and `examples/regenerate.sh`) runs it.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::run;
 
 use ferroserve_formats::ModelMetadata;
 use ferroserve_formats::layout::METADATA_JSON;
-
-const EPOCH: &str = "1768176000";
-
-/// Runs `ferroserve-train` in `dir` with a fixed SOURCE_DATE_EPOCH.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferroserve-train"))
-        .args(args)
-        .current_dir(dir)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap()
-}
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let out = run(dir, args);

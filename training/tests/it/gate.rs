@@ -3,23 +3,15 @@
 //! server's layout code never looks, and the exit code says what happened.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::run;
 
 use ferroserve_formats::ModelMetadata;
 use ferroserve_formats::layout::{self, METADATA_JSON};
 use serde_json::Value;
 
-const EPOCH: &str = "1768176000";
 const REJECTED_V1: &str = "_rejected/v1-20260112T000000Z";
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferroserve-train"))
-        .args(args)
-        .current_dir(dir)
-        .env("SOURCE_DATE_EPOCH", EPOCH)
-        .output()
-        .unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -13,6 +13,20 @@ mod rollout;
 mod train;
 
 use std::path::Path;
+use std::process::{Command, Output};
+
+/// The `SOURCE_DATE_EPOCH` the binary runs with here: fixed `created_at`s, so fixed names and bytes.
+pub const EPOCH: &str = "1768176000";
+
+/// Runs `ferroserve-train` in `dir` with [`EPOCH`].
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferroserve-train"))
+        .args(args)
+        .current_dir(dir)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap()
+}
 
 /// Every file under `dir`, as (relative path, bytes), sorted.
 pub fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
