@@ -41,7 +41,31 @@ pub use ferroserve_pickle::{
 /// interpreter's error, naming `path`.
 pub fn load_file(path: &Path, limits: &Limits) -> crate::Result<Value> {
     let (reader, _) = crate::files::open_limited(path, limits.max_file_bytes, crate::files::MAX_MODEL_BYTES)?;
-    ferroserve_pickle::load_reader(reader, limits).map_err(|e| crate::Error::pickle(path, e))
+    ferroserve_pickle::load_reader(reader, limits).map_err(|e| match text_start(path, &e) {
+        Some(start) => crate::Error::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a model file: it starts like text (`{start}`), while Ferroserve reads scikit-learn \
+                 pickle/joblib, PyTorch, XGBoost and LightGBM files (as a pickle: {e})"
+            ),
+        },
+        None => crate::Error::pickle(path, e),
+    })
+}
+
+/// The first line of `path` when its pickle read failed in its first bytes and it starts like text (a CSV
+/// or a config file given as the model): printable ASCII up to its first newline. `None` for anything else,
+/// including a hostile pickle refused at byte 0 (its error stays the reader's).
+fn text_start(path: &Path, error: &Error) -> Option<String> {
+    if matches!(error, Error::UnsupportedClass { .. } | Error::RefusedClass { .. }) || error.offset()?.byte > 64 {
+        return None;
+    }
+    let mut head = Vec::with_capacity(64);
+    std::io::Read::read_to_end(&mut std::io::Read::take(crate::files::open(path).ok()?.0, 64), &mut head).ok()?;
+    let head = head.as_slice();
+    let line = head.split(|&b| b == b'\n').next()?;
+    let text = head.iter().all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b));
+    (text && line.len() >= 4).then(|| String::from_utf8_lossy(line).trim_end().chars().take(40).collect())
 }
 
 /// Interprets the bytes of a pickle or joblib file ([`ferroserve_pickle::loads`]);
@@ -74,6 +98,12 @@ mod tests {
         assert_eq!(source.offset().map(|o| o.byte), Some(4));
         let e = loads(b"cjoblib.numpy_pickle\nNDArrayWrapper\n.", Path::new("t.pkl"), &Limits::default()).unwrap_err();
         assert!(e.to_string().starts_with("t.pkl: joblib.numpy_pickle.NDArrayWrapper: old joblib format"), "{e}");
+        // A text file given as the model says what it is, not which opcode failed.
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("metrics.csv");
+        std::fs::write(&csv, "timestamp,cpu,mem\n2026-01-05T00:00:00Z,1,2\n").unwrap();
+        let e = load_file(&csv, &Limits::default()).unwrap_err().to_string();
+        assert!(e.contains("metrics.csv: not a model file: it starts like text (`timestamp,cpu,mem`)"), "{e}");
         let e = load_file(Path::new("/nonexistent/model.pkl"), &Limits::default()).unwrap_err();
         assert!(matches!(&e, crate::Error::Io { path, .. } if path == Path::new("/nonexistent/model.pkl")), "{e:?}");
     }
