@@ -17,7 +17,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-python=${PYTHON:-python3}
+# shellcheck source=tests/venv.sh
+source "$root/tests/venv.sh"
 venv=${FERROSERVE_CONTAINER_VENV:-$root/.venv-container}
 
 skip() {
@@ -70,12 +71,7 @@ if [[ -z $image ]]; then
 fi
 
 req=$here/requirements.txt
-if [[ ! -f $venv/.req ]] || ! cmp -s "$req" "$venv/.req"; then
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-  cp "$req" "$venv/.req"
-fi
+pinned_venv "$venv" "$req"
 
 ulimit_args=()
 for u in ${FERROSERVE_E2E_ULIMITS-nofile=1024:1024 nproc=1024:1024}; do

@@ -10,13 +10,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 python=${PYTHON:-python3}
+# shellcheck source=tests/venv.sh
+source "$root/tests/venv.sh"
 venv=${FERROSERVE_VENVS:-$HOME/.cache/ferroserve-venvs}/tritonclient
-if [[ ! -f $venv/.req ]] || ! cmp -s "$here/requirements.txt" "$venv/.req"; then
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
-  cp "$here/requirements.txt" "$venv/.req"
-fi
+pinned_venv "$venv" "$here/requirements.txt"
 
 cd "$root"
 cargo build --locked -q -p ferroserve

@@ -8,13 +8,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-python=${PYTHON:-python3}
+# shellcheck source=tests/venv.sh
+source "$root/tests/venv.sh"
 venv=${FERROSERVE_MANIFESTS_VENV:-$root/.venv-manifests}
 req=$here/requirements.txt
-if [[ ! -f $venv/.req ]] || ! cmp -s "$req" "$venv/.req"; then
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
-  cp "$req" "$venv/.req"
-fi
+pinned_venv "$venv" "$req"
 exec "$venv/bin/python" "$here/check.py"
