@@ -478,7 +478,47 @@ fn show_serving(dir: &Path) -> anyhow::Result<()> {
         Some(c) => println!("canary:   {} at {}%", c.version, c.percent),
         None => println!("canary:   none"),
     }
+    for (name, why) in rejected(dir) {
+        println!("rejected: {name} ({why})");
+    }
     Ok(())
+}
+
+/// The versions the pre-deploy gate set aside under `_rejected/`, oldest first, each with the checks it failed.
+fn rejected(dir: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir.join(ferroserve_train::gate::REJECTED_DIR)) else { return Vec::new() };
+    let mut out: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let failed = ModelMetadata::read(&e.path().join(layout::METADATA_JSON))
+                .ok()
+                .and_then(|m| m.extra.get("validation")?.get("checks")?.as_array().cloned())
+                .map(|checks| {
+                    checks
+                        .iter()
+                        .filter(|c| c["passed"] == false)
+                        .map(|c| {
+                            let (name, cmp) =
+                                (c["name"].as_str().unwrap_or("?"), c["comparison"].as_str().unwrap_or(""));
+                            let not = if cmp == ">=" { "<" } else { ">" };
+                            let measured = c["measured"].as_f64().unwrap_or(f64::NAN);
+                            format!("{name} {measured:.4} {not} {}", c["threshold"])
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "no gate record".to_owned());
+            (name, failed)
+        })
+        .collect();
+    // By version number (v10 after v2), then name (a second refusal of one number after the first).
+    out.sort_by_cached_key(|(name, _)| {
+        (layout::parse_version(name.split('-').next().unwrap_or_default()).unwrap_or(u64::MAX), name.clone())
+    });
+    out
 }
 
 fn synth_command(args: SynthArgs) -> anyhow::Result<()> {

@@ -126,6 +126,16 @@ fn a_model_that_misses_the_labels_is_set_aside_and_a_good_one_published() {
     assert_eq!(out.status.code(), Some(3));
     assert!(model_dir.join("_rejected/v2-20260112T000000Z").is_dir());
     assert_eq!(layout::version_dirs(&model_dir).unwrap().len(), 1);
+
+    // `serving` lists what serves, and what the gate set aside with the checks it failed.
+    let out = run(dir, &["serving", "--model-dir", "models/detector"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(shown.starts_with("versions: v1\n"), "{shown}");
+    let rejected: Vec<&str> = shown.lines().filter(|l| l.starts_with("rejected: ")).collect();
+    assert_eq!(rejected.len(), 3, "{shown}");
+    assert!(rejected[0].starts_with("rejected: v1-20260112T000000Z (accuracy 0.0"), "{shown}");
+    assert!(rejected[0].ends_with(" < 0.85)") && rejected[2].starts_with("rejected: v2-"), "{shown}");
 }
 
 #[test]
