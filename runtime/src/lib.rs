@@ -207,13 +207,13 @@ pub async fn serve_listeners(
     let until = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    let rest = server::serve(http, app(state.clone()), connections, until(stopped.clone()))
+    let rest = server::serve(http, app(state.clone()), connections, server::Http2::Hyper, until(stopped.clone()))
         .instrument(tracing::info_span!("http"));
     let grpc = async {
         match grpc {
             Some(listener) => {
                 let router = grpc::router(state, stopped.clone());
-                server::serve(listener, router, connections, until(stopped))
+                server::serve(listener, router, connections, server::Http2::Inline, until(stopped))
                     .instrument(tracing::info_span!("grpc"))
                     .await
             }

@@ -2,7 +2,8 @@
 //!
 //! It serves both ports the same way: the REST router on `--http_port` and the gRPC router ([`crate::grpc`]; gRPC is
 //! HTTP/2 with prior knowledge) on `--grpc_port`. Each accepted connection is served by hyper (HTTP/1.1, or HTTP/2
-//! with prior knowledge) with:
+//! with prior knowledge), except that on the gRPC port a connection opening with HTTP/2's preface is served by
+//! [`http2`], which answers each call in the connection's own task instead of a task per stream ([`Http2`]), with:
 //! - a header-read timeout (`--header_read_timeout`): a client that sends half a request line or half its
 //!   headers, or keeps an idle keep-alive connection, is disconnected after it;
 //! - a body idle timeout (`--body_read_timeout`, applied by the router): a body that stalls between chunks
@@ -28,6 +29,17 @@ use tracing::{debug, info, warn};
 
 use crate::config::ConnectionLimits;
 
+pub mod http2;
+
+/// How [`serve`] answers a connection that opens with HTTP/2's preface (prior knowledge, as gRPC clients speak).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http2 {
+    /// hyper's server, a task per stream (the REST port, where HTTP/2 is rare).
+    Hyper,
+    /// [`http2`]: the connection's task answers its streams itself (the gRPC port).
+    Inline,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains (see the module documentation).
 ///
 /// # Errors
@@ -36,12 +48,15 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    h2: Http2,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(limits.header_read_timeout));
     let graceful = GracefulShutdown::new();
+    // Tells the inline HTTP/2 connections to drain (hyper's are told by `graceful`).
+    let (drain, draining) = tokio::sync::watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -65,6 +80,28 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        if h2 == Http2::Inline {
+            let (app, draining) = (app.clone(), draining.clone());
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
+            let keep_alive = limits.header_read_timeout;
+            tokio::spawn(async move {
+                let result = match http2::starts_with_preface(&stream, keep_alive).await {
+                    Some(true) => http2::serve(stream, app, keep_alive, draining).await,
+                    Some(false) => {
+                        let service = TowerToHyperService::new(app);
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    // Nothing (or a closed socket) within --header_read_timeout.
+                    None => Ok(()),
+                };
+                if let Err(e) = result {
+                    debug!(%peer, error = %e, "connection closed with an error");
+                }
+                drop(permit);
+            });
+            continue;
+        }
         let service = TowerToHyperService::new(app.clone());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
@@ -76,9 +113,16 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let open = graceful.count();
+    let open = limits.max_connections.saturating_sub(slots.available_permits());
     info!(connections = open, deadline_secs = limits.shutdown_timeout.as_secs_f64(), "draining");
-    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
+    let _ = drain.send(true);
+    // Every connection holds a slot until it ends: all slots back means all connections drained.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = slots.acquire_many(all).await;
+    };
+    if tokio::time::timeout(limits.shutdown_timeout, drained).await.is_err() {
         let left = limits.max_connections.saturating_sub(slots.available_permits());
         warn!(connections = left, "the drain deadline passed; closing the connections still open");
     }

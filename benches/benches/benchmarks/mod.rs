@@ -1,6 +1,7 @@
 //! Benchmark groups and the fixtures they share.
 
 pub mod e2e;
+pub mod grpc;
 pub mod lstm;
 pub mod predict;
 pub mod protocol;

@@ -9,7 +9,8 @@
 //! are REST's. Failures are [`ApiError`](crate::ApiError)s, coded by [`ApiError::code`](crate::ApiError::code).
 //!
 //! The service is an axum [`Router`] ([`router`]), served on `--grpc_port` by the same connection
-//! layer as REST ([`crate::server`]): connection limit, HTTP/2 keep-alive and graceful drain are shared.
+//! layer as REST ([`crate::server`]): connection limit, HTTP/2 keep-alive and graceful drain are shared. Its HTTP/2
+//! connections are driven by [`crate::server::http2`], one task per connection answering its calls in turn.
 //!
 //! # Layout
 //! - [`proto`]: the messages, server trait and client generated from `proto/grpc_predict_v2.proto`.

@@ -11,7 +11,7 @@ use ferroserve::grpc::proto::{
     ModelStatisticsRequest, RepositoryIndexRequest, RepositoryModelLoadRequest, RepositoryModelUnloadRequest,
     ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
 };
-use ferroserve::{AppState, Limits, Listeners, ModelStore, StoreConfig, VersionPolicy};
+use ferroserve::{AppState, ConnectionLimits, Limits, Listeners, ModelStore, StoreConfig, VersionPolicy};
 use prost::bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -39,8 +39,13 @@ struct Running {
 
 impl Running {
     async fn start(fx: &Fixture, limits: Limits) -> Running {
+        Running::start_with(fx, limits, ConnectionLimits::default()).await
+    }
+
+    async fn start_with(fx: &Fixture, limits: Limits, connections: ConnectionLimits) -> Running {
         let config = StoreConfig { policy: VersionPolicy::All, ..StoreConfig::default() };
-        let state = AppState::new(ModelStore::open_with(&fx.repository(), config).unwrap(), limits);
+        let state = AppState::new(ModelStore::open_with(&fx.repository(), config).unwrap(), limits)
+            .with_connections(connections);
         let rest = ferroserve::app(state.clone());
         let store = state.store().clone();
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -505,4 +510,128 @@ async fn both_ports_serve_one_state_and_stop_together() {
     s.stop().await;
     assert!(tokio::net::TcpStream::connect(http).await.is_err(), "the REST listener is closed");
     assert!(tokio::net::TcpStream::connect(grpc).await.is_err(), "the gRPC listener is closed");
+}
+
+/// A raw HTTP/2 connection to the gRPC port (the `h2` crate, no gRPC library): what the wire carries.
+async fn h2_connect(addr: SocketAddr, window: u32) -> h2::client::SendRequest<Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::Builder::new().initial_window_size(window).handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// `message` as one length-prefixed gRPC message.
+fn grpc_frame(message: &impl prost::Message) -> Bytes {
+    let body = message.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&body);
+    Bytes::from(framed)
+}
+
+fn model_infer_call() -> http::Request<()> {
+    http::Request::post("/inference.GRPCInferenceService/ModelInfer")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// Sends one ModelInfer call on `send`; returns the answer's headers, its whole body (the client's window given
+/// back as it reads) and its trailers.
+async fn h2_call(
+    send: &mut h2::client::SendRequest<Bytes>,
+    request: &ModelInferRequest,
+) -> (http::response::Parts, bool, Vec<u8>, Option<http::HeaderMap>) {
+    let (answer, mut body) = send.clone().ready().await.unwrap().send_request(model_infer_call(), false).unwrap();
+    body.send_data(grpc_frame(request), true).unwrap();
+    let (parts, mut stream) = answer.await.unwrap().into_parts();
+    let ended_with_headers = stream.is_end_stream();
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.data().await {
+        let chunk = chunk.unwrap();
+        stream.flow_control().release_capacity(chunk.len()).unwrap();
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = stream.trailers().await.unwrap();
+    (parts, ended_with_headers, data, trailers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_wire_errors_are_trailers_only_and_answers_end_with_trailers() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut send = h2_connect(s.grpc, 65_535).await;
+    // An unknown model: one HEADERS frame that ends the stream and carries the status (gRPC's trailers-only form,
+    // which grpc-core clients require).
+    let (parts, ended, data, _) = h2_call(&mut send, &typed_request("nope", &ROWS)).await;
+    assert_eq!(parts.status, 200);
+    assert!(ended, "an error answer is one HEADERS frame with END_STREAM");
+    assert!(data.is_empty());
+    assert_eq!(parts.headers["grpc-status"], "5", "{:?}", parts.headers);
+    // A good call on the same connection: headers, one message, then trailers with grpc-status 0.
+    let (parts, ended, data, trailers) = h2_call(&mut send, &typed_request(MODEL, &ROWS)).await;
+    assert!(!ended);
+    assert_eq!(parts.headers["content-type"], "application/grpc");
+    let answer = <ModelInferResponse as prost::Message>::decode(&data[5..]).unwrap();
+    assert_eq!(answer.model_name, MODEL);
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_arrives_whole_through_a_small_flow_control_window() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    // A 1 KiB stream window for an answer of about 400 KB: the server must wait for the window, chunk by chunk.
+    let mut send = h2_connect(s.grpc, 1024).await;
+    let rows: Vec<[f32; 2]> = (0..25_000).map(|i| [i as f32 % 7.0, i as f32 % 3.0]).collect();
+    let (_, _, data, trailers) = h2_call(&mut send, &typed_request(MODEL, &rows)).await;
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    let length = u32::from_be_bytes(data[1..5].try_into().unwrap()) as usize;
+    assert_eq!(data.len(), 5 + length, "the whole message arrived");
+    let answer = <ModelInferResponse as prost::Message>::decode(&data[5..]).unwrap();
+    assert!(answer.outputs.iter().all(|o| o.shape == vec![25_000]), "{:?}", answer.outputs);
+    // The same call through tonic's client (its default window) gets the same answer.
+    let through_tonic = s.client.clone().model_infer(typed_request(MODEL, &rows)).await.unwrap().into_inner();
+    assert_eq!(answer, through_tonic);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_call_leaves_its_connection_serving() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut send = h2_connect(s.grpc, 65_535).await;
+    // A call whose body never comes, then cancelled by the client.
+    let (_, mut body) = send.clone().ready().await.unwrap().send_request(model_infer_call(), false).unwrap();
+    body.send_data(Bytes::from_static(&[0, 0, 0, 1]), false).unwrap();
+    body.send_reset(h2::Reason::CANCEL);
+    let (_, _, data, trailers) = h2_call(&mut send, &typed_request(MODEL, &ROWS)).await;
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    assert!(!data.is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_port_answers_http1_and_disconnects_silent_clients() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fx = Fixture::new();
+    let connections =
+        ConnectionLimits { header_read_timeout: std::time::Duration::from_millis(300), ..ConnectionLimits::default() };
+    let s = Running::start_with(&fx, Limits::default(), connections).await;
+    // HTTP/1.1 (no preface) still reaches the gRPC router, through hyper.
+    let mut tcp = tokio::net::TcpStream::connect(s.grpc).await.unwrap();
+    tcp.write_all(b"GET /grpc.health.v1.Health/Check HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    // A client that connects and says nothing is let go after --header_read_timeout.
+    let mut silent = tokio::net::TcpStream::connect(s.grpc).await.unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0) | Err(_))), "the silent connection was closed: {read:?}");
+    s.stop().await;
 }
