@@ -6,7 +6,9 @@
 //!   call over a real loopback HTTP/2 connection, the gRPC port's inline driver against hyper's;
 //! - `lstm`: the LSTM autoencoder at batch 1, 64 and 256 windows (`-- lstm`);
 //! - `xgboost`: XGBoost files and pickles and the platform's predictive-analytics pipeline, at 1 and 1024
-//!   rows (`-- xgboost`, `-- platform`).
+//!   rows (`-- xgboost`, `-- platform`);
+//! - `platform_`: the platform's anomaly-detector and predictive-analytics pipelines at their real sizes, from
+//!   `benches/peers/make_model.py` (`-- predict/platform_`).
 //!
 //! Fixtures are generated in the bench with fixed seeds, so runs compare.
 
@@ -19,4 +21,5 @@ criterion::criterion_main!(
     benchmarks::grpc::benches,
     benchmarks::lstm::benches,
     benchmarks::xgboost::benches,
+    benchmarks::platform::benches,
 );

@@ -1,4 +1,4 @@
-"""KServe's Python ModelServer serving a scikit-learn model.joblib over the v2 protocol, the way KServe's own
+"""KServe's Python ModelServer serving a scikit-learn model.joblib (or model.pkl) over the v2 protocol, the way KServe's own
 sklearnserver does (its package is not on PyPI, so this is the same ~20 lines: load with joblib, predict)."""
 
 import argparse
@@ -17,7 +17,8 @@ class SKLearnModel(Model):
         self.ready = False
 
     def load(self) -> bool:
-        self._model = joblib.load(os.path.join(self.model_dir, "model.joblib"))
+        name = "model.joblib" if os.path.exists(os.path.join(self.model_dir, "model.joblib")) else "model.pkl"
+        self._model = joblib.load(os.path.join(self.model_dir, name))
         self.ready = True
         return self.ready
 
@@ -26,8 +27,10 @@ class SKLearnModel(Model):
         result = self._model.predict(x)
         # Like KServe's own handlers: a response id is required, generated when the request has none.
         response = InferResponse(model_name=self.name, infer_outputs=[], response_id=payload.id or str(uuid.uuid4()))
-        out = kserve.InferOutput(name="predict", shape=list(result.shape), datatype="INT64")
-        out.set_data_from_numpy(result.astype("int64"), binary_data=False)
+        # Labels as INT64 (an IsolationForest's -1/1), regressions as FP64, as KServe's sklearnserver encodes them.
+        integer = result.dtype.kind in "iu"
+        out = kserve.InferOutput(name="predict", shape=list(result.shape), datatype="INT64" if integer else "FP64")
+        out.set_data_from_numpy(result.astype("int64" if integer else "float64"), binary_data=False)
         response.outputs.append(out)
         return response
 

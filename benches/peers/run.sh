@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Ferroserve, MLServer and KServe's Python server serving the same scikit-learn model.joblib, and the HTTP floor,
-# loaded by the same harness in one run (REST, and the Open Inference Protocol over gRPC for Ferroserve and
-# MLServer); writes the table and the plot into docs/benchmarks.md.
+# Ferroserve, MLServer and KServe's Python server serving the same model file, and the HTTP floor, loaded by the same
+# harness in one run (REST, KServe v1 and the Open Inference Protocol over gRPC); writes each model's table into
+# docs/benchmarks.md (and the example's latency plot).
 #
-#   benches/peers/run.sh            full run (2 s warm-up, 10 s per scenario; about 10 minutes)
-#   benches/peers/run.sh --quick    smoke run (0.5 s warm-up, 2 s per scenario)
+#   benches/peers/run.sh                     every model, full run (2 s warm-up, 10 s per scenario; about 25 minutes)
+#   benches/peers/run.sh --quick             smoke run (0.5 s warm-up, 2 s per scenario)
+#   benches/peers/run.sh --models a,b        only these models (example, anomaly-detector, predictive-analytics)
+#
+# Models (benches/peers/make_model.py): `example`, an IsolationForest on the example data's 6 metrics; the platform's
+# `anomaly-detector` (Pipeline(RobustScaler, IsolationForest 200 trees), 45 features) and `predictive-analytics`
+# (Pipeline(StandardScaler, MultiOutputRegressor(5 x XGBRegressor 100 trees, depth 10)), 30 features).
 #
 # Installs pinned venvs under benches/results/ (git-ignored). Every server listens on 127.0.0.1 and is stopped by
 # its PID on exit.
@@ -14,13 +19,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 warmup=2s
 duration=10s
-if [[ ${1:-} == --quick ]]; then
-  warmup=500ms
-  duration=2s
-fi
+models=example,anomaly-detector,predictive-analytics
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --quick) warmup=500ms duration=2s ;;
+    --models) models=$2; shift ;;
+    *) echo "unknown argument $1 (--quick, --models a,b)" >&2; exit 2 ;;
+  esac
+  shift
+done
 results=benches/results
-mkdir -p "$results/runs" "$results/model" "$results/mlserver"
-rm -f "$results"/runs/*.json
+mkdir -p "$results/runs" "$results/mlserver"
 
 pids=()
 cleanup() {
@@ -45,8 +54,6 @@ cargo build --release --locked -q -p ferroserve -p ferroserve-load
 mls=$(venv mlserver benches/peers/requirements-mlserver.txt)
 ksv=$(venv kserve benches/peers/requirements-kserve.txt)
 
-"$mls/bin/python" benches/peers/make_model.py examples/data/metrics.csv "$results/model/model.joblib" >&2
-cp "$results/model/model.joblib" "$results/mlserver/model.joblib"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -59,16 +66,20 @@ wait_ready() { # port
   return 1
 }
 
-load() { # label port model scenario-name args...
+load() { # label port model scenario-name args...   ($dir: the model's folder, with rows.csv and columns.txt)
   local label=$1 port=$2 model=$3 name=$4
   shift 4
   target/release/ferroserve-load run --url "http://127.0.0.1:$port" --model "$model" --label "$label" \
-    --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --out "$results/runs/$name-$label.json" "$@" \
-    | tail -1
+    --csv "$dir/rows.csv" --columns "$(cat "$dir/columns.txt")" --warmup "$warmup" --duration "$duration" \
+    --out "$results/runs/$kind/$name-$label.json" "$@" | tail -1
 }
 
 scenarios() { # label port model binary(yes|no) grpc-port
   local label=$1 port=$2 model=$3 gport=$5
+  if [[ $kind != example ]]; then
+    platform_scenarios "$@"
+    return
+  fi
   load "$label" "$port" "$model" 1-row-c1 --concurrency 1
   if [[ $label == ferroserve ]]; then
     # The same single row over KServe v1 (`/v1/models/{m}:predict`); a build without v1 skips it, not the run.
@@ -92,6 +103,25 @@ scenarios() { # label port model binary(yes|no) grpc-port
   fi
 }
 
+# The platform's models: the goals' scenarios (single row at 1 and 16 connections over v2, v1 and gRPC; 1000-row
+# batches in JSON and binary); the floor answers the same 16-connection single rows.
+platform_scenarios() { # label port model binary(yes|no) grpc-port
+  local label=$1 port=$2 model=$3 gport=$5
+  load "$label" "$port" "$model" 3-row-c16 --concurrency 16
+  [[ $label == floor ]] && return
+  load "$label" "$port" "$model" 1-row-c1 --concurrency 1
+  load "$label" "$port" "$model" 5-batch1000-json --concurrency 2 --rows 1000
+  if [[ $label == ferroserve ]]; then
+    load "$label" "$port" "$model" 3-row-c16-v1 --concurrency 16 --protocol v1
+    load "$label" "$port" "$model" 6-batch1000-binary --concurrency 2 --rows 1000 --body binary --output predict
+    load "$label" "$gport" "$model" 6-batch1000-grpc --concurrency 2 --rows 1000 --protocol grpc --body binary
+  fi
+  if [[ $label == ferroserve || $label == mlserver ]]; then
+    load "$label" "$gport" "$model" 7-row-c16-grpc --concurrency 16 --protocol grpc --body binary ||
+      echo "$label: no gRPC answer, gRPC scenario skipped" >&2
+  fi
+}
+
 run_server() { # label model binary-supported command...
   local label=$1 model=$2 binary=$3
   shift 3
@@ -109,18 +139,13 @@ run_server() { # label model binary-supported command...
   scenarios "$label" "$port" "$model" "$binary" "$gport"
   if [[ $label == ferroserve ]]; then
     grep VmRSS "/proc/$pid/status" | awk '{printf "ferroserve RSS after the run: %.1f MiB\n", $2/1024}' >&2
-    grep VmRSS "/proc/$pid/status" | awk '{print $2}' >"$results/ferroserve-rss-kib"
+    grep VmRSS "/proc/$pid/status" | awk '{print $2}' >"$results/runs/$kind/ferroserve-rss-kib"
   fi
   # MLServer's workers are its children: stopped first, so none outlives the run.
   pkill -TERM -P "$pid" 2>/dev/null || true
   kill "$pid"
   wait "$pid" 2>/dev/null || true
 }
-
-cat >"$results/mlserver/model-settings.json" <<JSON
-{"name": "anomaly-detector", "implementation": "mlserver_sklearn.SKLearnModel",
- "parameters": {"uri": "./model.joblib", "version": "v1"}}
-JSON
 
 mlserver_cmd() { # --http_port N
   local port=$2
@@ -134,23 +159,46 @@ JSON
 
 floor_cmd() { exec target/release/http-floor --port "$2"; }
 
-run_server ferroserve anomaly-detector yes target/release/ferroserve --model_name anomaly-detector \
-  --model_dir "$results/model" --host 127.0.0.1
-run_server floor floor yes floor_cmd
-run_server mlserver anomaly-detector no mlserver_cmd
-run_server kserve anomaly-detector no "$ksv/bin/python" benches/peers/kserve_sklearn.py --model_name anomaly-detector \
-  --model_dir "$results/model" --grpc_port "$(free_port)"
+IFS=, read -ra kinds <<<"$models"
+for kind in "${kinds[@]}"; do
+  dir=$results/models/$kind
+  rm -rf "$results/runs/$kind"
+  mkdir -p "$results/runs/$kind"
+  "$mls/bin/python" benches/peers/make_model.py "$kind" "$dir" >&2
+  file=model.pkl
+  [[ -f $dir/model.joblib ]] && file=model.joblib
+  # The example keeps the name its earlier runs had; the platform's models are served under their own.
+  model=$kind
+  [[ $kind == example ]] && model=anomaly-detector
+  rm -f "$results/mlserver"/model*
+  cp "$dir/$file" "$results/mlserver/$file"
+  cat >"$results/mlserver/model-settings.json" <<JSON
+{"name": "$model", "implementation": "mlserver_sklearn.SKLearnModel",
+ "parameters": {"uri": "./$file", "version": "v1"}}
+JSON
+  run_server ferroserve "$model" yes target/release/ferroserve --model_name "$model" --model_dir "$dir" \
+    --host 127.0.0.1
+  run_server floor floor yes floor_cmd
+  run_server mlserver "$model" no mlserver_cmd
+  run_server kserve "$model" no "$ksv/bin/python" benches/peers/kserve_sklearn.py --model_name "$model" \
+    --model_dir "$dir" --grpc_port "$(free_port)"
 
-# The report: table, ratios, plot, machine.
-files=("$results"/runs/*.json)
-table=$(target/release/ferroserve-load table "${files[@]}")
-target/release/ferroserve-load plot --out docs/benchmarks/latency.svg "${files[@]}"
-python3 benches/peers/report.py "$results" "$table" "$warmup" "$duration" >"$results/section.md"
-python3 - "$results/section.md" <<'PY'
+  # The report: table, ratios, plot (the example's), machine; into the model's section of docs/benchmarks.md.
+  files=("$results/runs/$kind"/*.json)
+  table=$(target/release/ferroserve-load table "${files[@]}")
+  if [[ $kind == example ]]; then
+    target/release/ferroserve-load plot --out docs/benchmarks/latency.svg "${files[@]}"
+  fi
+  python3 benches/peers/report.py "$results/runs/$kind" "$kind" "$table" "$warmup" "$duration" >"$results/section-$kind.md"
+  python3 - "$results/section-$kind.md" "$kind" <<'PY'
 import re, sys
-section = open(sys.argv[1]).read()
+section, kind = open(sys.argv[1]).read(), sys.argv[2]
 doc = open("docs/benchmarks.md").read()
-new = re.sub(r"<!-- load:begin -->.*<!-- load:end -->", lambda m: "<!-- load:begin -->\n" + section + "<!-- load:end -->", doc, flags=re.S)
+begin, end = f"<!-- load:{kind}:begin -->", f"<!-- load:{kind}:end -->"
+if begin not in doc:
+    sys.exit(f"docs/benchmarks.md has no {begin} … {end} section")
+new = re.sub(re.escape(begin) + ".*" + re.escape(end), lambda m: begin + "\n" + section + end, doc, flags=re.S)
 open("docs/benchmarks.md", "w").write(new)
 PY
-echo "wrote docs/benchmarks.md and docs/benchmarks/latency.svg" >&2
+  echo "wrote the $kind section of docs/benchmarks.md" >&2
+done

@@ -3,6 +3,7 @@
 pub mod e2e;
 pub mod grpc;
 pub mod lstm;
+pub mod platform;
 pub mod predict;
 pub mod protocol;
 pub mod xgboost;

@@ -443,24 +443,45 @@ fn v1_body(rows: &[Vec<f32>]) -> Body {
     Body { bytes: Bytes::from(bytes), json_len: None }
 }
 
+/// A v2 input, its fields in the order Triton's and KServe's clients write them (`name`, `shape`, `datatype`,
+/// `parameters`, `data`): a server reading `data` after `datatype` can decode it in one pass.
+#[derive(Serialize)]
+struct V2Input<'a> {
+    name: &'a str,
+    shape: [usize; 2],
+    datatype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a [Vec<f32>]>,
+}
+
+/// A v2 request: inputs first, then the outputs asked for and the request's parameters, as clients write them.
+#[derive(Serialize)]
+struct V2Request<'a> {
+    inputs: [V2Input<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outputs: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<serde_json::Value>,
+}
+
 /// The v2 request for `rows`.
 fn v2_body(args: &RunArgs, rows: &[Vec<f32>]) -> Body {
     let features = rows.first().map_or(0, Vec::len);
-    let shape = serde_json::json!([rows.len(), features]);
-    let mut request = match args.body {
-        BodyKind::Json => serde_json::json!({
-            "inputs": [{"name": args.input_name, "shape": shape, "datatype": "FP32", "data": rows}],
-        }),
-        BodyKind::Binary => serde_json::json!({
-            "inputs": [{"name": args.input_name, "shape": shape, "datatype": "FP32",
-                        "parameters": {"binary_data_size": rows.len() * features * 4}}],
-        }),
+    let binary = args.body == BodyKind::Binary;
+    let input = V2Input {
+        name: &args.input_name,
+        shape: [rows.len(), features],
+        datatype: "FP32",
+        parameters: binary.then(|| serde_json::json!({"binary_data_size": rows.len() * features * 4})),
+        data: (!binary).then_some(rows),
     };
+    let mut request = V2Request { inputs: [input], outputs: None, parameters: None };
     if let Some(o) = &args.output {
-        let binary = args.body == BodyKind::Binary;
-        request["outputs"] = serde_json::json!([{"name": o, "parameters": {"binary_data": binary}}]);
-    } else if args.body == BodyKind::Binary {
-        request["parameters"] = serde_json::json!({"binary_data_output": true});
+        request.outputs = Some(serde_json::json!([{"name": o, "parameters": {"binary_data": binary}}]));
+    } else if binary {
+        request.parameters = Some(serde_json::json!({"binary_data_output": true}));
     }
     let mut bytes = serde_json::to_vec(&request).unwrap_or_default();
     match args.body {
@@ -967,6 +988,9 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&b.bytes).unwrap();
         assert_eq!(v["inputs"][0]["shape"], serde_json::json!([2, 2]));
         assert_eq!(v["inputs"][0]["data"], serde_json::json!([[1.0, 2.0], [3.0, 4.5]]));
+        // In the order Triton's and KServe's clients write it: the data after its datatype.
+        let text = std::str::from_utf8(&b.bytes).unwrap();
+        assert!(text.find("\"datatype\"").unwrap() < text.find("\"data\"").unwrap(), "{text}");
 
         let a = args(BodyKind::Binary, 2);
         let b = body(&a, &[vec![1.0, 2.0], vec![3.0, 4.5]]);
