@@ -41,39 +41,33 @@ def series(n, seed):
     ])
 
 
-def window(v, i, w=5):
-    return v[max(0, i - w + 1): i + 1]
+def rolling(v, stat, w=5):
+    """`stat` over the last `w` values at each step (fewer at the start), as pandas' `rolling(w, min_periods=1)`."""
+    return np.array([stat(v[max(0, i - w + 1): i + 1]) for i in range(len(v))])
 
 
-def anomaly_features(base):
+def features(base, columns):
+    """Per metric, the named `columns(v)` (a list of (name, values)) side by side: `metric_name` headers."""
     names, cols = [], []
     for m, metric in enumerate(METRICS):
-        v = base[:, m]
-        mean = np.array([window(v, i).mean() for i in range(len(v))])
-        std = np.array([window(v, i).std() for i in range(len(v))])
-        lo = np.array([window(v, i).min() for i in range(len(v))])
-        hi = np.array([window(v, i).max() for i in range(len(v))])
-        lag1, lag5 = np.roll(v, 1), np.roll(v, 5)
-        diff = v - lag1
-        pct = np.divide(diff, lag1, out=np.zeros_like(v), where=lag1 != 0)
-        for name, col in [("value", v), ("mean_5m", mean), ("std_5m", std), ("min_5m", lo), ("max_5m", hi),
-                          ("lag_1", lag1), ("lag_5", lag5), ("diff", diff), ("pct_change", pct)]:
-            names.append(f"{metric}_{name}")
-            cols.append(col)
-    return names, np.column_stack(cols)[5:]
-
-
-def forecast_features(base):
-    names, cols = [], []
-    for m, metric in enumerate(METRICS):
-        v = base[:, m]
-        mean = np.array([window(v, i).mean() for i in range(len(v))])
-        std = np.array([window(v, i).std() for i in range(len(v))])
-        for name, col in [("value", v), ("mean_5m", mean), ("std_5m", std), ("lag_1", np.roll(v, 1)),
-                          ("lag_5", np.roll(v, 5)), ("lag_15", np.roll(v, 15))]:
+        for name, col in columns(base[:, m]):
             names.append(f"{metric}_{name}")
             cols.append(col)
     return names, np.column_stack(cols)
+
+
+def anomaly_columns(v):
+    lag1 = np.roll(v, 1)
+    diff = v - lag1
+    pct = np.divide(diff, lag1, out=np.zeros_like(v), where=lag1 != 0)
+    return [("value", v), ("mean_5m", rolling(v, np.mean)), ("std_5m", rolling(v, np.std)),
+            ("min_5m", rolling(v, np.min)), ("max_5m", rolling(v, np.max)), ("lag_1", lag1),
+            ("lag_5", np.roll(v, 5)), ("diff", diff), ("pct_change", pct)]
+
+
+def forecast_columns(v):
+    return [("value", v), ("mean_5m", rolling(v, np.mean)), ("std_5m", rolling(v, np.std)), ("lag_1", np.roll(v, 1)),
+            ("lag_5", np.roll(v, 5)), ("lag_15", np.roll(v, 15))]
 
 
 def write_rows(out, names, x):
@@ -100,7 +94,8 @@ def anomaly_detector(out):
     from sklearn.ensemble import IsolationForest
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import RobustScaler
-    names, x = anomaly_features(series(10_085, seed=7))
+    names, x = features(series(10_085, seed=7), anomaly_columns)
+    x = x[5:]
     model = Pipeline([("scaler", RobustScaler()),
                       ("model", IsolationForest(n_estimators=200, contamination=0.05, random_state=42))])
     joblib.dump(model.fit(x), os.path.join(out, "model.pkl"))
@@ -114,7 +109,7 @@ def predictive_analytics(out):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
     base = series(6_000, seed=11)
-    names, feats = forecast_features(base)
+    names, feats = features(base, forecast_columns)
     x, y = feats[15:-15], base[30:]
     model = Pipeline([("scaler", StandardScaler()),
                       ("model", MultiOutputRegressor(xgb.XGBRegressor(n_estimators=100, max_depth=10,

@@ -18,11 +18,9 @@ duration=${1:-10m}
 out=${2:-benches/results/memory.csv}
 results=benches/results
 mls=$results/.venv-mlserver
-if [[ ! -f $mls/.ok ]]; then
-  python3 -m venv "$mls"
-  "$mls/bin/pip" install -q -r benches/peers/requirements-mlserver.txt
-  touch "$mls/.ok"
-fi
+# shellcheck source=tests/venv.sh
+source tests/venv.sh
+pinned_venv "$mls" benches/peers/requirements-mlserver.txt
 cargo build --release --locked -q -p ferroserve -p ferroserve-load
 repo=$(mktemp -d)
 pids=()

@@ -38,21 +38,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-venv() { # name requirements
-  local dir="$results/.venv-$1"
-  if [[ ! -f $dir/.ok || $2 -nt $dir/.ok ]]; then
-    python3 -m venv "$dir"
-    "$dir/bin/pip" install -q --upgrade pip >/dev/null
-    "$dir/bin/pip" install -q -r "$2"
-    touch "$dir/.ok"
-  fi
-  echo "$dir"
-}
+# shellcheck source=tests/venv.sh
+source tests/venv.sh
 
 echo "building" >&2
 cargo build --release --locked -q -p ferroserve -p ferroserve-load
-mls=$(venv mlserver benches/peers/requirements-mlserver.txt)
-ksv=$(venv kserve benches/peers/requirements-kserve.txt)
+mls=$results/.venv-mlserver
+ksv=$results/.venv-kserve
+pinned_venv "$mls" benches/peers/requirements-mlserver.txt
+pinned_venv "$ksv" benches/peers/requirements-kserve.txt
 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
