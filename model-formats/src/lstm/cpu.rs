@@ -1,13 +1,18 @@
-//! The served LSTM autoencoder on the CPU, without candle: weights packed once at load, one GEMM per
-//! layer for the input projection of every step, one GEMM per step for the recurrence, and one fused,
-//! vectorisable pass for the gates.
+//! The served LSTM autoencoder on the CPU, without candle: weights packed once at load, and each step
+//! of a layer one fused pass over blocks of windows.
 //!
 //! candle runs each step as about a dozen tensor operations, each allocating its result; at a hidden
-//! size of 32 that per-operation cost, not arithmetic, dominated (docs/lstm.md). Here a step is:
-//! `gates = proj[t] + h·W_hhᵀ` (one `sgemm` into a reused buffer), then one pass that computes every
-//! gate, the cell and the hidden state. The g gate's rows are stored doubled, so that all four
-//! activations are one sigmoid pass (`tanh(x) = 2σ(2x) − 1`), and `exp` is a branch-free polynomial the
-//! compiler vectorises. Results agree with PyTorch within 1e-5 (the parity tests run both paths).
+//! size of 32 that per-operation cost, not arithmetic, dominated (docs/lstm.md). Here, for a block of
+//! 8 windows (AVX-512; 4 with AVX2), a step is: the gates start as the bias, take `x·W_ihᵀ` and `h·W_hhᵀ`
+//! in registers (an explicit SIMD kernel over `W` as packed at load, where a GEMM library would repack
+//! `W_hhᵀ` at every step), then one pass computes every gate, the cell and the hidden state while the
+//! block is in L1. The g gate's rows are stored doubled, so that all four activations are one sigmoid pass
+//! (`tanh(x) = 2σ(2x) − 1`), and `exp` is a branch-free polynomial the compiler vectorises.
+//!
+//! The whole network is compiled once per SIMD level and the widest the CPU has is chosen at run time
+//! (`pulp`: AVX-512, AVX2 + FMA, or x86-64's baseline SSE2; NEON on aarch64), so one x86-64 binary uses
+//! AVX-512 where it exists and still runs everywhere. Results agree with PyTorch within 1e-5 (the parity
+//! tests run both paths); every level is checked against an f64 reference in this module's tests.
 //!
 //! Batches split across rayon's threads by windows, which are independent; a batch below
 //! [`PARALLEL_WINDOWS`] stays on the calling thread.
@@ -141,8 +146,29 @@ impl CpuAutoencoder {
         out
     }
 
-    /// The network on one chunk of `b` windows.
+    /// The network on one chunk of `b` windows, compiled for the widest SIMD this CPU has (chosen at run
+    /// time by `pulp`).
     fn run(&self, windows: &[f32], b: usize, t: usize, out: &mut [f32]) {
+        let call = Run { network: self, windows, b, t, out };
+        // pulp's dispatch goes from AVX2 straight to scalar code: below AVX2, x86-64 takes SSE4.2 if it can.
+        #[cfg(target_arch = "x86_64")]
+        if matches!(pulp::Arch::new(), pulp::Arch::Scalar)
+            && let Some(sse) = pulp::x86::V2::try_new()
+        {
+            return pulp::Simd::vectorize(sse, call);
+        }
+        pulp::Arch::new().dispatch(call);
+    }
+
+    #[inline(always)]
+    fn run_with<S: pulp::Simd, const R: usize, const V: usize>(
+        &self,
+        simd: S,
+        windows: &[f32],
+        b: usize,
+        t: usize,
+        out: &mut [f32],
+    ) {
         let (f, h) = (self.features, self.hidden);
         // Time-major input: row s·b + w is window w's step s.
         let mut x = vec![0.0f32; t * b * f];
@@ -157,12 +183,12 @@ impl CpuAutoencoder {
         // Encoder: each layer's outputs feed the next; the last layer's final hidden state is z.
         let mut seq = x;
         for layer in &self.encoder {
-            seq = scratch.layer(layer, Input::Sequence(&seq), t, b);
+            seq = scratch.layer::<S, R, V>(simd, layer, Input::Sequence(&seq), t, b);
         }
         let Some((out_w_t, out_b)) = &self.output else {
             // The sequence form: the decoder reads the encoder's outputs; its outputs are `[T·B, F]`.
             for layer in &self.decoder {
-                seq = scratch.layer(layer, Input::Sequence(&seq), t, b);
+                seq = scratch.layer::<S, R, V>(simd, layer, Input::Sequence(&seq), t, b);
             }
             to_batch_major(&seq, t, b, f, out);
             return;
@@ -171,12 +197,12 @@ impl CpuAutoencoder {
         // Decoder: its first layer sees z at every step.
         let mut layers = self.decoder.iter();
         if let Some(first) = layers.next() {
-            seq = scratch.layer(first, Input::Repeated(&z), t, b);
+            seq = scratch.layer::<S, R, V>(simd, first, Input::Repeated(&z), t, b);
         } else {
             seq = z.repeat(t);
         }
         for layer in layers {
-            seq = scratch.layer(layer, Input::Sequence(&seq), t, b);
+            seq = scratch.layer::<S, R, V>(simd, layer, Input::Sequence(&seq), t, b);
         }
         // Output layer over all T·B rows, then back to batch-major.
         let rows = t * b;
@@ -189,7 +215,33 @@ impl CpuAutoencoder {
     }
 }
 
+/// [`CpuAutoencoder::run`]'s call, for `pulp` to compile it once per SIMD level (`with_simd` is inlined
+/// into a function with that level's target features, and everything it calls inlined into it).
+struct Run<'a> {
+    network: &'a CpuAutoencoder,
+    windows: &'a [f32],
+    b: usize,
+    t: usize,
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Run<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        // Register blocks of rows × vectors of gate columns: AVX-512's 32 registers hold 8 × 2 accumulators
+        // (8 windows × 32 gates), AVX2's 16 hold 4 × 2 (4 × 16), SSE's 16 4 × 2 (4 × 8).
+        if S::F32_LANES >= 16 {
+            self.network.run_with::<S, 8, 2>(simd, self.windows, self.b, self.t, self.out);
+        } else {
+            self.network.run_with::<S, 4, 2>(simd, self.windows, self.b, self.t, self.out);
+        }
+    }
+}
+
 /// Time-major `[T·B, F]` rows into batch-major `[B, T, F]`.
+#[inline(always)]
 fn to_batch_major(y: &[f32], t: usize, b: usize, f: usize, out: &mut [f32]) {
     for s in 0..t {
         for w in 0..b {
@@ -208,74 +260,183 @@ enum Input<'a> {
 
 /// Buffers reused across the steps and layers of one chunk.
 struct Scratch {
-    h: Vec<f32>,
     c: Vec<f32>,
     gates: Vec<f32>,
 }
 
 impl Scratch {
     fn new(b: usize, hidden: usize) -> Scratch {
-        Scratch { h: vec![0.0; b * hidden], c: vec![0.0; b * hidden], gates: vec![0.0; b * 4 * hidden] }
+        Scratch { c: vec![0.0; b * hidden], gates: Vec::new() }
     }
 
     /// Runs one layer over `t` steps of `b` windows; returns its outputs `[T·B, H]`, time-major.
-    fn layer(&mut self, layer: &Layer, input: Input<'_>, t: usize, b: usize) -> Vec<f32> {
+    ///
+    /// A step runs in blocks of `R` windows: their gates start as the bias (or, for a repeated input, its
+    /// projection, computed once), take the input's product `x·W_ihᵀ` and the recurrent product `h·W_hhᵀ`
+    /// in registers ([`product`]), go through the activations and update the block's cell and hidden state
+    /// while they are still in L1. The hidden states are the layer's outputs: step s reads step s − 1's.
+    #[inline(always)]
+    fn layer<S: pulp::Simd, const R: usize, const V: usize>(
+        &mut self,
+        simd: S,
+        layer: &Layer,
+        input: Input<'_>,
+        t: usize,
+        b: usize,
+    ) -> Vec<f32> {
         let hidden = layer.bias.len() / 4;
         let g = 4 * hidden;
+        let n_in = layer.input;
         // Layers of another width (the sequence form's decoder, `H → F`) resize the buffers.
-        self.h.resize(b * hidden, 0.0);
         self.c.resize(b * hidden, 0.0);
-        self.gates.resize(b * g, 0.0);
-        // Input projections with both biases: every step at once, or once for a repeated input.
-        let (proj, per_step) = match input {
-            Input::Sequence(x) => {
-                let rows = t * b;
-                let mut p = vec![0.0f32; rows * g];
-                for r in p.chunks_exact_mut(g) {
-                    r.copy_from_slice(&layer.bias);
-                }
-                gemm(x, rows, layer.input, &layer.w_ih_t, g, &mut p, 1.0);
-                (p, true)
-            }
+        self.gates.resize(R * g, 0.0);
+        // A repeated input's projection with both biases, once for every step.
+        let repeated = match input {
+            Input::Sequence(_) => None,
             Input::Repeated(z) => {
                 let mut p = vec![0.0f32; b * g];
                 for r in p.chunks_exact_mut(g) {
                     r.copy_from_slice(&layer.bias);
                 }
-                gemm(z, b, layer.input, &layer.w_ih_t, g, &mut p, 1.0);
-                (p, false)
+                for (z, p) in z.chunks_exact(n_in).zip(p.chunks_exact_mut(g)) {
+                    product::<S, 1, V>(simd, z, n_in, &layer.w_ih_t, p);
+                }
+                Some(p)
             }
         };
-        let mut out = vec![0.0f32; t * b * hidden];
-        self.h.iter_mut().for_each(|v| *v = 0.0);
+        let step = b * hidden;
+        let mut out = vec![0.0f32; t * step];
         self.c.iter_mut().for_each(|v| *v = 0.0);
         for s in 0..t {
-            let step = if per_step { &proj[s * b * g..(s + 1) * b * g] } else { &proj[..] };
-            self.gates.copy_from_slice(step);
-            // h₀ = 0: no recurrent product at the first step.
-            if s > 0 {
-                gemm(&self.h, b, hidden, &layer.w_hh_t, g, &mut self.gates, 1.0);
-            }
-            sigmoid_in_place(&mut self.gates);
-            for w in 0..b {
-                let gates = &self.gates[w * g..(w + 1) * g];
-                let (i, rest) = gates.split_at(hidden);
-                let (f, rest) = rest.split_at(hidden);
-                let (gg, o) = rest.split_at(hidden);
-                let c = &mut self.c[w * hidden..(w + 1) * hidden];
-                let h = &mut self.h[w * hidden..(w + 1) * hidden];
-                // c = f·c + i·tanh(g), with tanh(g) = 2σ(2g) − 1 (the rows were doubled at load).
-                for j in 0..hidden {
-                    c[j] = f[j] * c[j] + i[j] * (2.0 * gg[j] - 1.0);
+            // h_{s−1} (the previous step's outputs; none at the first step, where h₀ = 0) and h_s.
+            let (done, rest) = out.split_at_mut(s * step);
+            let previous = s.checked_sub(1).map(|p| &done[p * step..]);
+            let current = &mut rest[..step];
+            let mut w0 = 0;
+            while w0 < b {
+                let rows = (b - w0).min(R);
+                let gates = &mut self.gates[..rows * g];
+                match (&input, &repeated) {
+                    (_, Some(p)) => gates.copy_from_slice(&p[w0 * g..(w0 + rows) * g]),
+                    (Input::Sequence(x), None) => {
+                        for row in gates.chunks_exact_mut(g) {
+                            row.copy_from_slice(&layer.bias);
+                        }
+                        let x = &x[(s * b + w0) * n_in..(s * b + w0 + rows) * n_in];
+                        product::<S, R, V>(simd, x, n_in, &layer.w_ih_t, gates);
+                    }
+                    (Input::Repeated(_), None) => {}
                 }
-                // h = o·tanh(c).
-                for j in 0..hidden {
-                    h[j] = o[j] * tanh(c[j]);
+                if let Some(previous) = previous {
+                    product::<S, R, V>(
+                        simd,
+                        &previous[w0 * hidden..(w0 + rows) * hidden],
+                        hidden,
+                        &layer.w_hh_t,
+                        gates,
+                    );
                 }
+                sigmoid_in_place::<S>(gates);
+                let h = &mut current[w0 * hidden..(w0 + rows) * hidden];
+                let c = &mut self.c[w0 * hidden..(w0 + rows) * hidden];
+                for ((gates, c), h) in
+                    gates.chunks_exact(g).zip(c.chunks_exact_mut(hidden)).zip(h.chunks_exact_mut(hidden))
+                {
+                    let (i, rest) = gates.split_at(hidden);
+                    let (f, rest) = rest.split_at(hidden);
+                    let (gg, o) = rest.split_at(hidden);
+                    // c = f·c + i·tanh(g), with tanh(g) = 2σ(2g) − 1 (the rows were doubled at load).
+                    for j in 0..hidden {
+                        c[j] = mul_add_scalar::<S>(f[j], c[j], i[j] * mul_add_scalar::<S>(2.0, gg[j], -1.0));
+                    }
+                    // h = o·tanh(c).
+                    for j in 0..hidden {
+                        h[j] = o[j] * tanh_at::<S>(c[j]);
+                    }
+                }
+                w0 += rows;
             }
-            out[s * b * hidden..(s + 1) * b * hidden].copy_from_slice(&self.h);
         }
         out
+    }
+}
+
+/// `a·b + c`, fused (one rounding, one instruction) at the SIMD levels that have FMA (AVX2 and above), a
+/// multiplication and an addition below them, where `f32::mul_add` could be a slow library call.
+#[inline(always)]
+fn mul_add<S: pulp::Simd>(simd: S, a: S::f32s, b: S::f32s, c: S::f32s) -> S::f32s {
+    if S::F32_LANES >= 8 { simd.mul_add_f32s(a, b, c) } else { simd.add_f32s(simd.mul_f32s(a, b), c) }
+}
+
+/// [`mul_add`] on one lane.
+#[inline(always)]
+fn mul_add_scalar<S: pulp::Simd>(a: f32, b: f32, c: f32) -> f32 {
+    if S::F32_LANES >= 8 { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// `gates[r] += a[r]·W` for the rows of one block (`a` `[rows, K]`, `w` `[K, G]`, `gates` `[rows, G]`), `W`
+/// read in place: no packing per step, as a GEMM library would do.
+#[inline(always)]
+fn product<S: pulp::Simd, const R: usize, const V: usize>(simd: S, a: &[f32], k: usize, w: &[f32], gates: &mut [f32]) {
+    if k == 0 {
+        return;
+    }
+    let g = w.len() / k;
+    if gates.len() == R * g {
+        product_block::<S, R, V>(simd, a, k, w, gates);
+    } else {
+        for (a, gates) in a.chunks_exact(k).zip(gates.chunks_exact_mut(g)) {
+            product_block::<S, 1, V>(simd, a, k, w, gates);
+        }
+    }
+}
+
+/// [`product`] for exactly `R` rows: `R × V` vectors of accumulators stay in registers through the `K` terms.
+#[inline(always)]
+fn product_block<S: pulp::Simd, const R: usize, const V: usize>(
+    simd: S,
+    a: &[f32],
+    k: usize,
+    w: &[f32],
+    gates: &mut [f32],
+) {
+    let g = gates.len() / R;
+    let c = V * S::F32_LANES;
+    let rows: [&[f32]; R] = std::array::from_fn(|r| &a[r * k..(r + 1) * k]);
+    let w = &w[..k * g];
+    let mut j0 = 0;
+    while j0 + c <= g {
+        let mut acc = [[simd.splat_f32s(0.0); V]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let (from, _) = S::as_simd_f32s(&gates[r * g + j0..][..c]);
+            acc.copy_from_slice(&from[..V]);
+        }
+        for i in 0..k {
+            let (wi, _) = S::as_simd_f32s(&w[i * g + j0..][..c]);
+            let wi: [S::f32s; V] = std::array::from_fn(|q| wi[q]);
+            for r in 0..R {
+                let x = simd.splat_f32s(rows[r][i]);
+                for q in 0..V {
+                    acc[r][q] = mul_add(simd, x, wi[q], acc[r][q]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let (to, _) = S::as_mut_simd_f32s(&mut gates[r * g + j0..][..c]);
+            to[..V].copy_from_slice(acc);
+        }
+        j0 += c;
+    }
+    // The columns left over when G is not a multiple of a block's width.
+    if j0 < g {
+        for (r, row) in gates.chunks_exact_mut(g).enumerate() {
+            for i in 0..k {
+                let x = rows[r][i];
+                for (acc, &wv) in row[j0..].iter_mut().zip(&w[i * g + j0..(i + 1) * g]) {
+                    *acc = mul_add_scalar::<S>(x, wv, *acc);
+                }
+            }
+        }
     }
 }
 
@@ -294,22 +455,25 @@ fn gemm(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, c: &mut [f32], beta:
 
 /// `e^x` for `x` in float range, branch-free so that loops over it vectorise: `x = n·ln2 + r`,
 /// `e^r` by a degree-6 polynomial on `|r| ≤ ln2/2` (relative error below 2e-7), `2^n` by building the
-/// float's exponent.
+/// float's exponent. Its multiply-adds are fused at the SIMD levels that have FMA ([`mul_add_scalar`]).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn exp_at<S: pulp::Simd>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Round to nearest by the 1.5·2²³ trick (no `round`, which needs SSE4.1 to vectorise).
     const SHIFTER: f32 = 12_582_912.0;
+    let fma = mul_add_scalar::<S>;
     let x = x.clamp(-87.0, 88.0);
     // t's low mantissa bits hold n (plus the shifter's): n comes out as an integer without a float →
     // integer conversion, which would not vectorise (Rust's `as` saturates, lane by lane).
-    let t = x * LOG2E + SHIFTER;
+    let t = fma(x, LOG2E, SHIFTER);
     let n = t - SHIFTER;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0
-        + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_41 + r * (0.008_333_452 + r * 0.001_388_397_3)))));
+    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, x));
+    let mut p = 0.001_388_397_3;
+    for c in [0.008_333_452, 0.041_666_41, 0.166_666_67, 0.5, 1.0, 1.0] {
+        p = fma(p, r, c);
+    }
     // 2ⁿ: the exponent field n + 127.
     let bits = t.to_bits().wrapping_sub(SHIFTER.to_bits()).wrapping_add(127) << 23;
     p * f32::from_bits(bits)
@@ -317,19 +481,20 @@ pub(crate) fn exp(x: f32) -> f32 {
 
 /// `1 / (1 + e^−x)`.
 #[inline(always)]
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
+fn sigmoid_at<S: pulp::Simd>(x: f32) -> f32 {
+    1.0 / (1.0 + exp_at::<S>(-x))
 }
 
 /// `tanh(x) = 2σ(2x) − 1`.
 #[inline(always)]
-pub(crate) fn tanh(x: f32) -> f32 {
-    2.0 * sigmoid(2.0 * x) - 1.0
+fn tanh_at<S: pulp::Simd>(x: f32) -> f32 {
+    2.0 * sigmoid_at::<S>(2.0 * x) - 1.0
 }
 
-fn sigmoid_in_place(v: &mut [f32]) {
+#[inline(always)]
+fn sigmoid_in_place<S: pulp::Simd>(v: &mut [f32]) {
     for x in v {
-        *x = sigmoid(*x);
+        *x = sigmoid_at::<S>(*x);
     }
 }
 
@@ -339,6 +504,14 @@ mod tests {
 
     #[test]
     fn activations_are_accurate_everywhere() {
+        activations_at::<pulp::Scalar>("separate multiply-adds");
+        // The fused form, as AVX2 and AVX-512 run it (here through `f32::mul_add`, exact wherever it runs).
+        #[cfg(target_arch = "x86_64")]
+        activations_at::<pulp::x86::V3>("fused multiply-adds");
+    }
+
+    fn activations_at<S: pulp::Simd>(form: &str) {
+        let (exp, sigmoid, tanh) = (exp_at::<S>, sigmoid_at::<S>, tanh_at::<S>);
         let mut worst = [0.0f64; 3];
         let mut x = -100.0f32;
         while x <= 100.0 {
@@ -351,11 +524,146 @@ mod tests {
             worst[2] = worst[2].max((f64::from(tanh(x)) - xd.tanh()).abs());
             x += 0.001_3;
         }
-        assert!(worst[0] < 3e-7, "exp relative error {}", worst[0]);
-        assert!(worst[1] < 2e-7, "sigmoid absolute error {}", worst[1]);
-        assert!(worst[2] < 5e-7, "tanh absolute error {}", worst[2]);
+        assert!(worst[0] < 3e-7, "{form}: exp relative error {}", worst[0]);
+        assert!(worst[1] < 2e-7, "{form}: sigmoid absolute error {}", worst[1]);
+        assert!(worst[2] < 5e-7, "{form}: tanh absolute error {}", worst[2]);
         assert_eq!(tanh(0.0), 0.0);
         assert_eq!(sigmoid(0.0), 0.5);
         assert!(sigmoid(-1e30) >= 0.0 && sigmoid(1e30) <= 1.0 && tanh(-1e30) == -1.0 && tanh(1e30) == 1.0);
+    }
+
+    /// A seeded stream of uniform values in `[-scale, scale)` (xorshift), for weights and inputs.
+    fn uniform(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    fn weights(seed: u64, cfg: &LstmConfig) -> Vec<LayerWeights> {
+        let (h, g) = (cfg.hidden_size, 4 * cfg.hidden_size);
+        (0..cfg.num_layers as u64)
+            .map(|k| {
+                let input = if k == 0 { cfg.input_size } else { h };
+                LayerWeights {
+                    w_ih: uniform(seed + 10 * k, g * input, 0.4),
+                    w_hh: uniform(seed + 10 * k + 1, g * h, 0.4),
+                    b_ih: uniform(seed + 10 * k + 2, g, 0.2),
+                    b_hh: uniform(seed + 10 * k + 3, g, 0.2),
+                }
+            })
+            .collect()
+    }
+
+    /// `nn.LSTM` on one window (`[T][In]`), in f64, straight from PyTorch's equations and weight layout.
+    fn lstm_reference(x: &[Vec<f64>], layers: &[LayerWeights], hidden: usize) -> Vec<Vec<f64>> {
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        let mut seq = x.to_vec();
+        for w in layers {
+            let (mut h, mut c) = (vec![0.0f64; hidden], vec![0.0f64; hidden]);
+            let input = seq[0].len();
+            let mut out = Vec::new();
+            for xt in &seq {
+                let gate = |r: usize| {
+                    let mut v = f64::from(w.b_ih[r]) + f64::from(w.b_hh[r]);
+                    v += (0..input).map(|k| f64::from(w.w_ih[r * input + k]) * xt[k]).sum::<f64>();
+                    v + (0..hidden).map(|k| f64::from(w.w_hh[r * hidden + k]) * h[k]).sum::<f64>()
+                };
+                let gates: Vec<f64> = (0..4 * hidden).map(gate).collect();
+                for j in 0..hidden {
+                    let (i, f, g, o) = (
+                        sig(gates[j]),
+                        sig(gates[hidden + j]),
+                        gates[2 * hidden + j].tanh(),
+                        sig(gates[3 * hidden + j]),
+                    );
+                    c[j] = f * c[j] + i * g;
+                    h[j] = o * c[j].tanh();
+                }
+                out.push(h.clone());
+            }
+            seq = out;
+        }
+        seq
+    }
+
+    /// The network at every SIMD level this CPU has (scalar, and on x86-64 AVX2 and AVX-512) against the
+    /// f64 reference, over shapes that leave partial register blocks: batches that are not a multiple
+    /// of the block's rows, gate widths that are not a multiple of its columns, both decoder forms.
+    #[test]
+    fn every_simd_level_matches_the_reference() {
+        for (features, hidden, layers, repeated) in
+            [(6, 32, 2, true), (3, 5, 1, true), (4, 9, 2, false), (6, 32, 1, false)]
+        {
+            let enc = LstmConfig { input_size: features, hidden_size: hidden, num_layers: layers };
+            let dec_hidden = if repeated { hidden } else { features };
+            let dec = LstmConfig { input_size: hidden, hidden_size: dec_hidden, num_layers: layers };
+            let (enc_w, dec_w) = (weights(1, &enc), weights(2, &dec));
+            let out_w = uniform(3, features * hidden, 0.3);
+            let out_b = uniform(4, features, 0.1);
+            let net = CpuAutoencoder::new(
+                (&enc, &enc_w),
+                (&dec, &dec_w),
+                repeated.then_some((out_w.as_slice(), out_b.as_slice())),
+            );
+            for b in [1usize, 3, 9, 17] {
+                let t = 7;
+                let x = uniform(5 + b as u64, b * t * features, 1.0);
+                let mut want = Vec::new();
+                for w in 0..b {
+                    let window: Vec<Vec<f64>> = (0..t)
+                        .map(|s| x[(w * t + s) * features..][..features].iter().map(|&v| f64::from(v)).collect())
+                        .collect();
+                    let z = lstm_reference(&window, &enc_w, hidden);
+                    let y = if repeated {
+                        let last = z[t - 1].clone();
+                        let d = lstm_reference(&vec![last; t], &dec_w, hidden);
+                        d.iter()
+                            .map(|h| {
+                                (0..features)
+                                    .map(|f| {
+                                        f64::from(out_b[f])
+                                            + (0..hidden).map(|k| f64::from(out_w[f * hidden + k]) * h[k]).sum::<f64>()
+                                    })
+                                    .collect::<Vec<f64>>()
+                            })
+                            .collect()
+                    } else {
+                        lstm_reference(&z, &dec_w, features)
+                    };
+                    want.extend(y.into_iter().flatten());
+                }
+                let check = |level: &str, got: &[f32]| {
+                    let worst = got.iter().zip(&want).map(|(g, w)| (f64::from(*g) - w).abs()).fold(0.0, f64::max);
+                    assert!(worst < 2e-6, "{level}, H={hidden}, B={b}, repeated={repeated}: off by {worst}");
+                };
+                let mut got = vec![0.0f32; x.len()];
+                pulp::WithSimd::with_simd(Run { network: &net, windows: &x, b, t, out: &mut got }, pulp::Scalar::new());
+                check("scalar", &got);
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if let Some(v3) = pulp::x86::V3::try_new() {
+                        let mut got = vec![0.0f32; x.len()];
+                        pulp::Simd::vectorize(v3, Run { network: &net, windows: &x, b, t, out: &mut got });
+                        check("AVX2", &got);
+                    } else {
+                        eprintln!("skipped: this CPU has no AVX2; the AVX2 path is not checked");
+                    }
+                    if let Some(v4) = pulp::x86::V4::try_new() {
+                        let mut got = vec![0.0f32; x.len()];
+                        pulp::Simd::vectorize(v4, Run { network: &net, windows: &x, b, t, out: &mut got });
+                        check("AVX-512", &got);
+                    } else {
+                        eprintln!("skipped: this CPU has no AVX-512; the AVX-512 path is not checked");
+                    }
+                }
+                check("dispatched", &net.reconstruct(&x, b, t));
+            }
+        }
     }
 }
