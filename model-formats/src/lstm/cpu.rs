@@ -259,6 +259,13 @@ enum Input<'a> {
     Repeated(&'a [f32]),
 }
 
+/// Where a layer's gates start at each step: the input sequence `[T·B, In]`, projected step by step, or
+/// a repeated input's projection `[B, 4H]` (biases included), the same at every step.
+enum Source<'a> {
+    Sequence(&'a [f32]),
+    Projected(Vec<f32>),
+}
+
 /// Buffers reused across the steps and layers of one chunk.
 struct Scratch {
     c: Vec<f32>,
@@ -291,9 +298,10 @@ impl Scratch {
         // Layers of another width (the sequence form's decoder, `H → F`) resize the buffers.
         self.c.resize(b * hidden, 0.0);
         self.gates.resize(R * g, 0.0);
-        // A repeated input's projection with both biases, once for every step.
-        let repeated = match input {
-            Input::Sequence(_) => None,
+        // Where a step's gates start: a sequence is projected step by step below; a repeated input is
+        // projected once, with both biases, for every step.
+        let source = match input {
+            Input::Sequence(x) => Source::Sequence(x),
             Input::Repeated(z) => {
                 let mut p = vec![0.0f32; b * g];
                 for r in p.chunks_exact_mut(g) {
@@ -302,7 +310,7 @@ impl Scratch {
                 for (z, p) in z.chunks_exact(n_in).zip(p.chunks_exact_mut(g)) {
                     product::<S, 1, V>(simd, z, n_in, &layer.w_ih_t, p);
                 }
-                Some(p)
+                Source::Projected(p)
             }
         };
         let step = b * hidden;
@@ -317,16 +325,15 @@ impl Scratch {
             while w0 < b {
                 let rows = (b - w0).min(R);
                 let gates = &mut self.gates[..rows * g];
-                match (&input, &repeated) {
-                    (_, Some(p)) => gates.copy_from_slice(&p[w0 * g..(w0 + rows) * g]),
-                    (Input::Sequence(x), None) => {
+                match &source {
+                    Source::Projected(p) => gates.copy_from_slice(&p[w0 * g..(w0 + rows) * g]),
+                    Source::Sequence(x) => {
                         for row in gates.chunks_exact_mut(g) {
                             row.copy_from_slice(&layer.bias);
                         }
                         let x = &x[(s * b + w0) * n_in..(s * b + w0 + rows) * n_in];
                         product::<S, R, V>(simd, x, n_in, &layer.w_ih_t, gates);
                     }
-                    (Input::Repeated(_), None) => {}
                 }
                 if let Some(previous) = previous {
                     product::<S, R, V>(
@@ -593,6 +600,24 @@ mod tests {
         seq
     }
 
+    /// The network's answer compiled for one SIMD level, or `None` (said on stderr) where this CPU lacks it.
+    fn at_level<S: pulp::Simd>(
+        simd: Option<S>,
+        level: &str,
+        net: &CpuAutoencoder,
+        x: &[f32],
+        b: usize,
+        t: usize,
+    ) -> Option<Vec<f32>> {
+        let Some(simd) = simd else {
+            eprintln!("skipped: this CPU has no {level}; the {level} path is not checked");
+            return None;
+        };
+        let mut got = vec![0.0f32; x.len()];
+        simd.vectorize(Run { network: net, windows: x, b, t, out: &mut got });
+        Some(got)
+    }
+
     /// The network at every SIMD level this CPU has (scalar, and on x86-64 AVX2 and AVX-512) against the
     /// f64 reference, over shapes that leave partial register blocks: batches that are not a multiple
     /// of the block's rows, gate widths that are not a multiple of its columns, both decoder forms.
@@ -643,31 +668,18 @@ mod tests {
                     let worst = got.iter().zip(&want).map(|(g, w)| (f64::from(*g) - w).abs()).fold(0.0, f64::max);
                     assert!(worst < 2e-6, "{level}, H={hidden}, B={b}, repeated={repeated}: off by {worst}");
                 };
-                let mut got = vec![0.0f32; x.len()];
-                pulp::WithSimd::with_simd(Run { network: &net, windows: &x, b, t, out: &mut got }, pulp::Scalar::new());
-                check("scalar", &got);
+                let scalar = at_level(Some(pulp::Scalar::new()), "scalar code", &net, &x, b, t);
+                check("scalar", &scalar.expect("scalar code runs everywhere"));
                 #[cfg(target_arch = "x86_64")]
                 {
-                    if let Some(sse) = pulp::x86::V2::try_new() {
-                        let mut got = vec![0.0f32; x.len()];
-                        pulp::Simd::vectorize(sse, Run { network: &net, windows: &x, b, t, out: &mut got });
-                        check("SSE4.2", &got);
-                    } else {
-                        eprintln!("skipped: this CPU has no SSE4.2; the SSE path is not checked");
-                    }
-                    if let Some(v3) = pulp::x86::V3::try_new() {
-                        let mut got = vec![0.0f32; x.len()];
-                        pulp::Simd::vectorize(v3, Run { network: &net, windows: &x, b, t, out: &mut got });
-                        check("AVX2", &got);
-                    } else {
-                        eprintln!("skipped: this CPU has no AVX2; the AVX2 path is not checked");
-                    }
-                    if let Some(v4) = pulp::x86::V4::try_new() {
-                        let mut got = vec![0.0f32; x.len()];
-                        pulp::Simd::vectorize(v4, Run { network: &net, windows: &x, b, t, out: &mut got });
-                        check("AVX-512", &got);
-                    } else {
-                        eprintln!("skipped: this CPU has no AVX-512; the AVX-512 path is not checked");
+                    for (level, got) in [
+                        ("SSE4.2", at_level(pulp::x86::V2::try_new(), "SSE4.2", &net, &x, b, t)),
+                        ("AVX2", at_level(pulp::x86::V3::try_new(), "AVX2", &net, &x, b, t)),
+                        ("AVX-512", at_level(pulp::x86::V4::try_new(), "AVX-512", &net, &x, b, t)),
+                    ] {
+                        if let Some(got) = got {
+                            check(level, &got);
+                        }
                     }
                 }
                 check("dispatched", &net.reconstruct(&x, b, t));
