@@ -39,6 +39,11 @@ CRONJOB = ROOT / "servingruntime-manifests" / "mlops" / "retrain-cronjob.yaml"
 MODEL = "anomaly-detector"
 MOUNT = "/mnt/models"
 MINUTE = 60
+# Where in its minute each sample is stamped. A real scrape lands at a millisecond offset of its own, never on the
+# whole second a `now` resolves to; samples stamped on the minute would sit exactly on the edge of a `[5m]` window
+# whenever the Job happened to start on a whole minute, so that run's features (a sample more in every window) would
+# not match the hold-out's, and the gate's verdict would depend on the second the Job started.
+SCRAPE_OFFSET = 17.381
 
 
 def cronjob() -> dict:
@@ -60,20 +65,21 @@ def series(now: int, days: int = 8) -> str:
     busy = 0.0
     restarts = 0
     for t in range(start, now, MINUTE):
+        ts = f"{t + SCRAPE_OFFSET:.3f}"
         day = math.sin(2 * math.pi * (t % 86400) / 86400)
         util = min(max(0.45 + 0.2 * day + rng.gauss(0, 0.08), 0.01), 0.99)
         idle += (1 - util) * MINUTE               # one CPU
         busy += max(0.8 + 0.3 * day + rng.gauss(0, 0.15), 0.0) * MINUTE
         if t < start + 86400 and rng.random() < 0.002:
             restarts += 1                         # a few restarts on the first day, none since
-        lines["cpu"].append(f'node_cpu_seconds_total{{cpu="0",mode="idle"}} {idle:.3f} {t}')
+        lines["cpu"].append(f'node_cpu_seconds_total{{cpu="0",mode="idle"}} {idle:.3f} {ts}')
         avail = 8e9 * (0.5 - 0.15 * day + rng.gauss(0, 0.03))
-        lines["avail"].append(f"node_memory_MemAvailable_bytes {int(avail)} {t}")
-        lines["total"].append(f"node_memory_MemTotal_bytes {int(16e9)} {t}")
-        lines["pod_cpu"].append(f'container_cpu_usage_seconds_total{{pod="app-0"}} {busy:.3f} {t}')
+        lines["avail"].append(f"node_memory_MemAvailable_bytes {int(avail)} {ts}")
+        lines["total"].append(f"node_memory_MemTotal_bytes {int(16e9)} {ts}")
+        lines["pod_cpu"].append(f'container_cpu_usage_seconds_total{{pod="app-0"}} {busy:.3f} {ts}')
         mem = 5e8 + 1.5e8 * day + rng.gauss(0, 3e7)
-        lines["pod_mem"].append(f'container_memory_working_set_bytes{{pod="app-0"}} {int(mem)} {t}')
-        lines["restarts"].append(f'kube_pod_container_status_restarts_total{{pod="app-0"}} {restarts} {t}')
+        lines["pod_mem"].append(f'container_memory_working_set_bytes{{pod="app-0"}} {int(mem)} {ts}')
+        lines["restarts"].append(f'kube_pod_container_status_restarts_total{{pod="app-0"}} {restarts} {ts}')
     types = {"cpu": ("node_cpu_seconds_total", "counter"), "avail": ("node_memory_MemAvailable_bytes", "gauge"),
              "total": ("node_memory_MemTotal_bytes", "gauge"),
              "pod_cpu": ("container_cpu_usage_seconds_total", "counter"),
