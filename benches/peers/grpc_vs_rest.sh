@@ -3,7 +3,8 @@
 # anomaly-detector (IsolationForest, 200 trees) served by one release ferroserve on 127.0.0.1, loaded by
 # ferroserve-load in closed loop at 1, 8 and 16 callers over REST (JSON; binary tensors) and gRPC (raw tensors as
 # Triton's client sends them, one HTTP/2 connection per caller as REST has; typed contents; raw with every caller on
-# one HTTP/2 connection, as a gRPC client shares its channel). The scenarios take turns, repeated, so that a change
+# one HTTP/2 connection, as a gRPC client shares its channel; raw with 6 callers a connection, as Triton's C++ client
+# library and perf_analyzer share channels). The scenarios take turns, repeated, so that a change
 # in the machine's load hits them alike; the table gives the median of the repetitions, and the server's own CPU time
 # per answered request (from /proc and its request counter), which other jobs on the machine move far less than
 # throughput. The server is stopped by its PID on exit.
@@ -71,6 +72,10 @@ for rep in $(seq 1 "$reps"); do
     run "gRPC typed|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body json
     run "gRPC raw, 1 connection|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc --body binary \
       --connections 1
+    # Triton's C++ client library (perf_analyzer's) puts up to 6 clients on one channel
+    # (TRITON_CLIENT_GRPC_CHANNEL_MAX_SHARE_COUNT, default 6): 16 callers share 3 connections.
+    run "gRPC raw, 6 callers a connection|$c" "$rep" "http://127.0.0.1:$grpc" --concurrency "$c" --protocol grpc \
+      --body binary --connections $(((c + 5) / 6))
   done
 done
 python3 - "$out" "$reps" <<'PY'
@@ -83,7 +88,8 @@ for f in glob.glob(os.path.join(out, "*.json")):
     ticks_us, answered = open(f[:-len(".json")] + ".cpu").read().split()
     r["server_us"] = int(ticks_us) / max(int(answered), 1)
     runs.setdefault((int(c), name), []).append(r)
-order = ["REST JSON", "REST binary", "gRPC raw", "gRPC typed", "gRPC raw, 1 connection"]
+order = ["REST JSON", "REST binary", "gRPC raw", "gRPC typed", "gRPC raw, 1 connection",
+         "gRPC raw, 6 callers a connection"]
 print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON | server CPU µs/request |")
 print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
 for c in sorted({c for c, _ in runs}):

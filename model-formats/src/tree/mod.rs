@@ -394,6 +394,29 @@ mod tests {
         assert_eq!(left.leaf(0, &[0.2]), 0);
     }
 
+    #[test]
+    fn a_split_sends_every_value_where_the_f64_comparison_does() {
+        let tiny = f32::from_bits(1);
+        let thresholds = [0.1f64, 0.5, 0.0, -0.0, -2.5, 1e-45, -1e-45, 3.4e38, 3.5e38, -3.5e38, 16_777_217.0];
+        for t in thresholds {
+            let c = f32_floor(t);
+            let mut xs = vec![0.0f32, -0.0, tiny, -tiny, 1.0, -1.0, f32::MAX, f32::MIN, f32::INFINITY];
+            xs.extend([f32::NEG_INFINITY, f32::NAN, c, c.next_up(), c.next_down(), -c, -c.next_up()]);
+            for nan_left in [false, true] {
+                let flags = [vec![nan_left, false, false]];
+                let forest = FlatForest::build(&[stump(t)], &[vec![0]], Some(&flags), |_, _| {});
+                for &x in &xs {
+                    let left = if x.is_nan() { nan_left } else { f64::from(x) <= t };
+                    assert_eq!(
+                        forest.leaf(0, &[x]),
+                        usize::from(!left),
+                        "x {x:e}, threshold {t:e}, nan_left {nan_left}"
+                    );
+                }
+            }
+        }
+    }
+
     /// A deeper, lopsided tree: leaves at depths 1, 2 and 3.
     fn ladder() -> DecisionTree {
         DecisionTree {
