@@ -5,14 +5,17 @@
 # Triton's client sends them, one HTTP/2 connection per caller as REST has; typed contents; raw with every caller on
 # one HTTP/2 connection, as a gRPC client shares its channel; raw with 6 callers a connection, as Triton's C++ client
 # library and perf_analyzer share channels). The scenarios take turns, repeated, so that a change
-# in the machine's load hits them alike; the table gives the median of the repetitions, and the server's own CPU time
+# in the machine's load hits them alike; the table gives the median of the repetitions, the server's own CPU time
 # per answered request (from /proc and its request counter), which other jobs on the machine move far less than
-# throughput. The server is stopped by its PID on exit.
+# throughput, and the load generator's (which a single caller waits on as it waits on the server). The server is stopped by its PID on exit.
 #
 #   benches/peers/grpc_vs_rest.sh            1 s warm-up, 5 s per scenario, 3 repetitions (about 5 minutes)
 #   benches/peers/grpc_vs_rest.sh --quick    0.5 s warm-up, 2 s per scenario, 1 repetition
 #   benches/peers/grpc_vs_rest.sh --pinned   the server on CPU 0 (one tokio worker), the load generator on CPU 1, so
 #                                            that the protocols are compared on the server's cost alone (taskset)
+#   benches/peers/grpc_vs_rest.sh --model DIR
+#                                            another model: a folder of benches/results/models/ as run.sh makes them
+#                                            (the model file, rows.csv and columns.txt), named by the folder
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -21,13 +24,22 @@ duration=5s
 reps=3
 server_cpu=()
 load_cpu=()
-for arg in "$@"; do
-  case $arg in
+model_dir=examples/models/anomaly-detector
+rows=(--csv examples/data/metrics.csv)
+while [[ $# -gt 0 ]]; do
+  case $1 in
     --quick) warmup=500ms duration=2s reps=1 ;;
     --pinned) server_cpu=(env TOKIO_WORKER_THREADS=1 taskset -c 0) load_cpu=(taskset -c 1) ;;
-    *) echo "unknown argument $arg (--quick, --pinned)" >&2; exit 2 ;;
+    --model)
+      model_dir=${2:?--model needs a folder}
+      rows=(--csv "$model_dir/rows.csv" --columns "$(cat "$model_dir/columns.txt")")
+      shift
+      ;;
+    *) echo "unknown argument $1 (--quick, --pinned, --model DIR)" >&2; exit 2 ;;
   esac
+  shift
 done
+model=$(basename "$model_dir")
 out=$(mktemp -d)
 pid=
 cleanup() {
@@ -42,7 +54,7 @@ http=$(free_port)
 grpc=$(free_port)
 target=${CARGO_TARGET_DIR:-target}
 "${server_cpu[@]}" "$target/release/ferroserve" --host 127.0.0.1 --http_port "$http" --grpc_port "$grpc" \
-  --model_name anomaly-detector --model_dir examples/models/anomaly-detector >"$out/server.log" 2>&1 &
+  --model_name "$model" --model_dir "$model_dir" >"$out/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
   curl -sf "http://127.0.0.1:$http/v2/health/ready" >/dev/null 2>&1 && break
@@ -59,8 +71,8 @@ run() { # name rep url args...
   local c0 r0
   c0=$(server_cpu_ticks)
   r0=$(answered)
-  "${load_cpu[@]}" "$target/release/ferroserve-load" run --url "$url" --model anomaly-detector --label "$name" \
-    --csv examples/data/metrics.csv --warmup "$warmup" --duration "$duration" --expect-output predict \
+  "${load_cpu[@]}" "$target/release/ferroserve-load" run --url "$url" --model "$model" --label "$name" \
+    "${rows[@]}" --warmup "$warmup" --duration "$duration" --expect-output predict \
     --out "$out/$name.$rep.json" "$@" >/dev/null
   echo "$((($(server_cpu_ticks) - c0) * tick_us)) $(($(answered) - r0))" >"$out/$name.$rep.cpu"
 }
@@ -90,8 +102,8 @@ for f in glob.glob(os.path.join(out, "*.json")):
     runs.setdefault((int(c), name), []).append(r)
 order = ["REST JSON", "REST binary", "gRPC raw", "gRPC typed", "gRPC raw, 1 connection",
          "gRPC raw, 6 callers a connection"]
-print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON | server CPU µs/request |")
-print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+print(f"| callers | protocol | req/s (median of {reps}) | range | p50 ms | p99 ms | errors | vs REST JSON | server CPU µs/request | load generator CPU µs/request |")
+print("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for c in sorted({c for c, _ in runs}):
     base = statistics.median(r["throughput_rps"] for r in runs[(c, "REST JSON")])
     for name in order:
@@ -104,7 +116,9 @@ for c in sorted({c for c, _ in runs}):
         p99 = statistics.median(r["latency_ms"]["p99"] for r in rs)
         errors = sum(r["errors"] for r in rs)
         cpu = statistics.median(r["server_us"] for r in rs)
-        print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× | {cpu:.1f} |")
+        client = [r["client_cpu_us"] for r in rs if "client_cpu_us" in r]
+        client = f"{statistics.median(client):.1f}" if client else "n/a"
+        print(f"| {c} | {name} | {med:.0f} | {min(t):.0f}–{max(t):.0f} | {p50:.3f} | {p99:.3f} | {errors} | {med / base:.2f}× | {cpu:.1f} | {client} |")
 PY
 echo
 [[ ${#server_cpu[@]} -gt 0 ]] && echo "server pinned to CPU 0 with one tokio worker, load generator pinned to CPU 1"

@@ -212,8 +212,9 @@ pub async fn serve_listeners(
     let grpc = async {
         match grpc {
             Some(listener) => {
+                let direct = server::Http2::Inline(Some(grpc::service::DirectInfer::new(state.clone())));
                 let router = grpc::router(state, stopped.clone());
-                server::serve(listener, router, connections, server::Http2::Inline, until(stopped))
+                server::serve(listener, router, connections, direct, until(stopped))
                     .instrument(tracing::info_span!("grpc"))
                     .await
             }

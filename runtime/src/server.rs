@@ -28,16 +28,18 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::ConnectionLimits;
+use crate::grpc::service::DirectInfer;
 
 pub mod http2;
 
 /// How [`serve`] answers a connection that opens with HTTP/2's preface (prior knowledge, as gRPC clients speak).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Http2 {
     /// hyper's server, a task per stream (the REST port, where HTTP/2 is rare).
     Hyper,
-    /// [`http2`]: the connection's task answers its streams itself (the gRPC port).
-    Inline,
+    /// [`http2`]: the connection's task answers its streams itself (the gRPC port), the `ModelInfer` calls it takes
+    /// through [`DirectInfer`] when one is given.
+    Inline(Option<DirectInfer>),
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains (see the module documentation).
@@ -80,13 +82,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        if h2 == Http2::Inline {
-            let (app, draining) = (app.clone(), draining.clone());
+        if let Http2::Inline(direct) = &h2 {
+            let (app, direct, draining) = (app.clone(), direct.clone(), draining.clone());
             let (builder, watcher) = (builder.clone(), graceful.watcher());
             let keep_alive = limits.header_read_timeout;
             tokio::spawn(async move {
                 let result = match http2::starts_with_preface(&stream, keep_alive).await {
-                    Some(true) => http2::serve(stream, app, keep_alive, draining).await,
+                    Some(true) => http2::serve(stream, app, direct, keep_alive, draining).await,
                     Some(false) => {
                         let service = TowerToHyperService::new(app);
                         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

@@ -1,6 +1,7 @@
 //! One gRPC `ModelInfer` call (a single row, raw tensor contents) over a real HTTP/2 connection on 127.0.0.1, one
-//! call after another: the gRPC port's connection driver ([`Http2::Inline`], each call answered in the connection's
-//! task) against hyper's HTTP/2 server ([`Http2::Hyper`], a task per stream), on the same router and model.
+//! call after another, on the same model: the gRPC port as it serves (`direct`: [`Http2::Inline`] with
+//! [`DirectInfer`], the call answered in the connection's task straight from the message's bytes); the same driver
+//! through the router and tonic (`inline`); hyper's HTTP/2 server, a task per stream (`hyper`).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group};
 use ferroserve::grpc::proto::ModelInferRequest;
 use ferroserve::grpc::proto::model_infer_request::InferInputTensor;
+use ferroserve::grpc::service::DirectInfer;
 use ferroserve::server::Http2;
 use ferroserve::{AppState, ConnectionLimits, Limits, LoadedVersion, ModelStore};
 use prost::Message as _;
@@ -36,10 +38,15 @@ fn call(c: &mut Criterion) {
     framed.extend_from_slice(&body);
     let framed = Bytes::from(framed);
     let mut group = c.benchmark_group("e2e/grpc_model_infer_1_row");
-    for (name, driver) in [("inline", Http2::Inline), ("hyper", Http2::Hyper)] {
+    for name in ["direct", "inline", "hyper"] {
         let store =
             ModelStore::from_versions([("anomaly-detector".to_owned(), vec![LoadedVersion::new("v1", model.clone())])]);
         let state = AppState::new(store, Limits::default());
+        let driver = match name {
+            "direct" => Http2::Inline(Some(DirectInfer::new(state.clone()))),
+            "inline" => Http2::Inline(None),
+            _ => Http2::Hyper,
+        };
         let (_stop, stopped) = tokio::sync::watch::channel(false);
         let mut client = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -202,6 +202,11 @@ struct Report {
     rows_per_s: f64,
     latency_ms: Latency,
     first_error: Option<String>,
+    /// The load generator's own CPU time (user and system, every thread) over the measured window, per answered
+    /// request: with one caller it is on every round trip, so it says how much of a protocol's latency is the
+    /// client's. Absent where `/proc` is not (and from files written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_cpu_us: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -656,10 +661,15 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
     let measure_from = started + args.warmup;
     let end = measure_from + args.duration;
+    let cpu_from = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        process_cpu()
+    });
     let tally = match args.mode {
         Mode::Closed => closed(&args, &prepared, &check, measure_from, end).await?,
         Mode::Open => open(&args, probe, &check, measure_from, end).await?,
     };
+    let cpu = cpu_from.await.ok().flatten().zip(process_cpu()).map(|(from, to)| to.saturating_sub(from));
     let seconds = args.duration.as_secs_f64();
     let h = &tally.latency;
     let ms = |us: u64| us as f64 / 1000.0;
@@ -689,7 +699,18 @@ async fn run(args: RunArgs) -> anyhow::Result<Report> {
             max: ms(h.max()),
         },
         first_error: tally.first_error,
+        client_cpu_us: cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / h.len().max(1) as f64),
     })
+}
+
+/// This process's CPU time so far, user and system, from `/proc/self/stat` (in USER_HZ ticks, 100 a second on
+/// Linux); `None` without `/proc`.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command's name (in parentheses, which may hold spaces): field 3 on, utime and stime are 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 async fn closed(
@@ -1037,6 +1058,7 @@ mod tests {
             rows_per_s: 5.0,
             latency_ms: Latency { mean: 2.2, p50: 0.3, p90: 10.0, p99: 10.0, p999: 10.0, max: 10.0 },
             first_error: Some("503".into()),
+            client_cpu_us: None,
         };
         assert_eq!(
             markdown_row(&r),
@@ -1136,5 +1158,24 @@ mod tests {
         let named = Check::V2 { expect_output: Some("predict".into()) };
         assert_eq!(check_answer(&named, ok, br#"{"outputs":[{"name":"predict"}]}"#), Ok(()));
         assert_eq!(check_answer(&named, ok, br#"{"outputs":[]}"#), Err("200 without output `predict`".into()));
+    }
+
+    #[test]
+    fn process_cpu_counts_this_process_working() {
+        let Some(before) = process_cpu() else {
+            eprintln!("SKIPPED process_cpu_counts_this_process_working: no /proc/self/stat here");
+            return;
+        };
+        // Work until the count moves by 100 ms of CPU; a reading that never moved would spin to the cap.
+        let cap = std::time::Instant::now() + Duration::from_secs(60);
+        let mut x = 0u64;
+        let mut now = before;
+        while now < before + Duration::from_millis(100) && std::time::Instant::now() < cap {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            now = process_cpu().expect("read once, read again");
+        }
+        assert!(now >= before + Duration::from_millis(100), "{before:?} → {now:?}");
     }
 }

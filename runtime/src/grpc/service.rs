@@ -8,7 +8,9 @@
 
 use std::future::Future;
 
-use tonic::metadata::MetadataValue;
+use bytes::{BufMut as _, Bytes};
+use prost::Message as _;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 use tracing::{Instrument as _, error, field, info_span};
 
@@ -105,6 +107,56 @@ impl Inference {
         .await;
         account.finish(state, &model.model, &result);
         result
+    }
+}
+
+/// `ModelInfer` answered from its message's bytes, without the router and tonic's body streams around it: what the
+/// gRPC port's HTTP/2 driver ([`crate::server::http2`]) does with a call whose request body is one uncompressed
+/// message within `--max_body_bytes`, the case every gRPC client sends. The call itself is the service's
+/// [`model_infer`](GrpcInferenceService::model_infer), so both routes answer alike; every other request (compressed,
+/// oversized, framed otherwise) goes through tonic, which answers it with its own status.
+#[derive(Debug, Clone)]
+pub struct DirectInfer {
+    service: std::sync::Arc<Inference>,
+    limit: usize,
+}
+
+impl DirectInfer {
+    /// The method's path.
+    pub const PATH: &'static str = "/inference.GRPCInferenceService/ModelInfer";
+
+    /// `ModelInfer` of `state`, taking messages of at most `--max_body_bytes`.
+    pub fn new(state: AppState) -> Self {
+        let limit = state.limits().max_body_bytes;
+        DirectInfer { service: std::sync::Arc::new(Inference::new(state)), limit }
+    }
+
+    /// The largest message taken, in bytes (tonic's `max_decoding_message_size` on the other route).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Answers `message` (the protobuf bytes, without gRPC's 5-byte prefix), with the call's `headers` as its
+    /// metadata: the answer's metadata and its message framed as gRPC sends it; or the status to end the call with.
+    /// Statuses are tonic's for the same failure (INTERNAL for a message that does not decode).
+    ///
+    /// # Errors
+    /// The call's status when it fails.
+    pub async fn call(&self, headers: http::HeaderMap, message: Bytes) -> Result<(http::HeaderMap, Bytes), Status> {
+        let message = ModelInferRequest::decode(message).map_err(|e| Status::internal(e.to_string()))?;
+        let request = Request::from_parts(MetadataMap::from_headers(headers), tonic::Extensions::default(), message);
+        let (metadata, message, _) = self.service.model_infer(request).await?.into_parts();
+        let len = message.encoded_len();
+        let Ok(prefix) = u32::try_from(len) else {
+            return Err(Status::resource_exhausted(format!(
+                "Cannot return body with more than 4GB of data but got {len} bytes"
+            )));
+        };
+        let mut framed = Vec::with_capacity(5 + len);
+        framed.put_u8(0);
+        framed.put_u32(prefix);
+        message.encode_raw(&mut framed);
+        Ok((metadata.into_headers(), Bytes::from(framed)))
     }
 }
 

@@ -8,6 +8,13 @@
 //! ([`crate::inference::run_sized`]) still run on the blocking pool, so one connection's many calls never hold the
 //! task for long.
 //!
+//! `ModelInfer`, the call that carries the traffic, skips the router and tonic's body streams when its request is
+//! one uncompressed message within the size limit, the case every gRPC client sends: the driver reads the message's
+//! bytes off the stream and hands them to [`DirectInfer`], which decodes them, answers through the service's own
+//! method, and gives back the framed answer, written with its trailers here. Anything else (another method, a
+//! `grpc-encoding`, a body framed otherwise or too large) goes to the router with the bytes already read put back, so
+//! tonic answers it as it answers every call.
+//!
 //! It keeps what the connection layer promises ([`super`]): hyper's HTTP/2 settings (1 MiB windows, 16 KiB frames,
 //! 200 concurrent streams, 16 KiB header lists), keep-alive pings every `--header_read_timeout` with 20 s to answer,
 //! a handshake bounded by `--header_read_timeout`, flow control on every answer, streams the client resets are
@@ -25,10 +32,14 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use h2::server::SendResponse;
 use h2::{Ping, PingPong, RecvStream, SendStream};
+use http::HeaderMap;
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
+
+use crate::grpc::service::DirectInfer;
 
 /// A connection's failure.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,14 +71,15 @@ pub async fn starts_with_preface(stream: &TcpStream, patience: Duration) -> Opti
     }
 }
 
-/// Serves one HTTP/2 connection with `app` until the client closes it, it fails, or `draining` turns `true` and
-/// the calls in flight are answered.
+/// Serves one HTTP/2 connection with `app` (and `direct`, when given, for the `ModelInfer` calls it takes) until the
+/// client closes it, it fails, or `draining` turns `true` and the calls in flight are answered.
 ///
 /// # Errors
 /// The connection's own failure (a protocol error, a reset socket, a handshake or keep-alive timeout).
 pub async fn serve(
     io: TcpStream,
     app: Router,
+    direct: Option<DirectInfer>,
     keep_alive: Duration,
     mut draining: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
@@ -105,7 +117,7 @@ pub async fn serve(
             loop {
                 match conn.poll_accept(cx) {
                     Poll::Ready(Some(Ok((request, respond)))) => {
-                        calls.push(answer(app.clone(), request, respond));
+                        calls.push(answer(app.clone(), direct.clone(), request, respond));
                         accepted = true;
                     }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e.into())),
@@ -170,11 +182,29 @@ impl KeepAlive {
     }
 }
 
-/// One stream: the request through `app`, the answer back with flow control. Errors end the stream only.
-async fn answer(app: Router, request: http::Request<RecvStream>, mut respond: SendResponse<Bytes>) {
-    let (parts, body) = request.into_parts();
-    let request = http::Request::from_parts(parts, Body::new(Incoming { body, data_done: false }));
-    let Ok(response) = app.oneshot(request).await;
+/// One stream: the request through `direct` when it takes it, else through `app`; the answer back with flow control.
+/// Errors end the stream only.
+async fn answer(
+    app: Router,
+    direct: Option<DirectInfer>,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let (parts, mut body) = request.into_parts();
+    let mut replay = None;
+    if let Some(direct) = direct.filter(|_| parts.uri.path() == DirectInfer::PATH && uncompressed(&parts.headers)) {
+        match read_message(&mut body, direct.limit()).await {
+            Read::Message(message) => {
+                let answer = direct.call(parts.headers, message).await;
+                return send(answer, respond).await;
+            }
+            Read::Other(read) => replay = read,
+            Read::Gone => return,
+        }
+    }
+    let request = http::Request::from_parts(parts, Body::new(Incoming { replay, body, data_done: false }));
+    // Boxed: the router's future is large, and most calls never make it, so the call's own future stays small.
+    let Ok(response) = Box::pin(app.oneshot(request)).await;
     let (parts, body) = response.into_parts();
     // A body known to be empty ends the stream with the headers: gRPC's trailers-only answer (an error's status).
     let end = body.is_end_stream();
@@ -190,8 +220,102 @@ async fn answer(app: Router, request: http::Request<RecvStream>, mut respond: Se
     }
 }
 
-/// A request body read from an h2 stream, giving its window back as it is read.
+/// Whether the call's messages are uncompressed: no `grpc-encoding`, or `identity` (as tonic reads it).
+fn uncompressed(headers: &HeaderMap) -> bool {
+    headers.get("grpc-encoding").is_none_or(|e| e == "identity")
+}
+
+/// A request body read for [`DirectInfer`].
+enum Read {
+    /// Exactly one uncompressed message within the limit, and no trailers: the message's bytes.
+    Message(Bytes),
+    /// Anything else: the bytes read so far, to give the router ahead of the rest of the stream.
+    Other(Option<Bytes>),
+    /// The stream failed (the client reset it): nobody to answer.
+    Gone,
+}
+
+/// gRPC's message prefix: a compression flag and the message's length (4 bytes, big-endian).
+const PREFIX: usize = 5;
+
+/// Reads `body` while it can still be one uncompressed message of at most `limit` bytes, so at most that much is
+/// held; it stops at the first sign it is not ([`Read::Other`]), giving its window back as it reads.
+async fn read_message(body: &mut RecvStream, limit: usize) -> Read {
+    // The first chunk as it came (the usual whole body), or the chunks so far joined.
+    let mut read = Bytes::new();
+    let mut joined: Option<bytes::BytesMut> = None;
+    loop {
+        match body.data().await {
+            Some(Ok(chunk)) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                match joined.as_mut() {
+                    None if read.is_empty() => read = chunk,
+                    None => {
+                        let mut all = bytes::BytesMut::from(&read[..]);
+                        all.extend_from_slice(&chunk);
+                        joined = Some(all);
+                    }
+                    Some(all) => all.extend_from_slice(&chunk),
+                }
+            }
+            Some(Err(_)) => return Read::Gone,
+            None => break,
+        }
+        let seen = joined.as_deref().unwrap_or(&read);
+        if let Some(len) = message_len(seen)
+            && (seen[0] != 0 || len > limit || seen.len() > PREFIX + len)
+        {
+            return Read::Other(Some(joined.map_or(read, bytes::BytesMut::freeze)));
+        }
+    }
+    let read = joined.map_or(read, bytes::BytesMut::freeze);
+    // Trailers still to come leave the stream open: the router's route reads them.
+    if body.is_end_stream() && message_len(&read).is_some_and(|len| read.len() == PREFIX + len) {
+        return Read::Message(read.slice(PREFIX..));
+    }
+    Read::Other((!read.is_empty()).then_some(read))
+}
+
+/// The length a message's prefix announces, once the prefix is all there.
+fn message_len(read: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = read.get(1..PREFIX)?.try_into().ok()?;
+    usize::try_from(u32::from_be_bytes(prefix)).ok()
+}
+
+/// Sends [`DirectInfer`]'s answer: its headers, the framed message and `grpc-status: 0` in the trailers; or the
+/// status alone, in the headers (trailers-only), as tonic answers a failed call.
+async fn send(answer: Result<(HeaderMap, Bytes), tonic::Status>, mut respond: SendResponse<Bytes>) {
+    let (headers, message) = match answer {
+        Ok(answer) => answer,
+        Err(status) => {
+            let _ = respond.send_response(status.into_http::<()>(), true);
+            return;
+        }
+    };
+    let mut response = http::Response::new(());
+    *response.headers_mut() = headers;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/grpc"));
+    let Ok(mut send) = respond.send_response(response, false) else {
+        return;
+    };
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    if message.len() <= QUEUE_AT_ONCE {
+        if send.send_data(message, false).is_ok() {
+            let _ = send.send_trailers(trailers);
+        }
+        return;
+    }
+    let body = Body::new(http_body_util::Full::new(message).with_trailers(std::future::ready(Some(Ok(trailers)))));
+    let mut out = Outgoing { body, send: &mut send, pending: None };
+    // A body of bytes cannot fail: `Ok` whether or not the client still reads.
+    let _ = poll_fn(|cx| out.poll_pipe(cx)).await;
+}
+
+/// A request body read from an h2 stream (after `replay`, what was read from it already), giving its window back as it
+/// is read.
 struct Incoming {
+    replay: Option<Bytes>,
     body: RecvStream,
     data_done: bool,
 }
@@ -204,6 +328,9 @@ impl http_body::Body for Incoming {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, h2::Error>>> {
+        if let Some(read) = self.replay.take() {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(read))));
+        }
         if !self.data_done {
             match ready!(self.body.poll_data(cx)) {
                 Some(Ok(data)) => {
@@ -222,7 +349,7 @@ impl http_body::Body for Incoming {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.data_done && self.body.is_end_stream()
+        self.replay.is_none() && self.data_done && self.body.is_end_stream()
     }
 }
 
@@ -290,5 +417,80 @@ impl Outgoing<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`read_message`] makes of a request body sent as `chunks` (one DATA frame each), then `trailers`, over
+    /// a real HTTP/2 connection on 127.0.0.1; `end` says whether the client ends the stream.
+    async fn read(chunks: &[&[u8]], trailers: bool, end: bool, limit: usize) -> Read {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(conn);
+            let call = http::Request::post(DirectInfer::PATH).body(()).unwrap();
+            let (_answer, mut body) = send.ready().await.unwrap().send_request(call, false).unwrap();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let last = i + 1 == chunks.len() && !trailers && end;
+                body.send_data(Bytes::copy_from_slice(chunk), last).unwrap();
+            }
+            if trailers {
+                body.send_trailers(HeaderMap::new()).unwrap();
+            } else if chunks.is_empty() && end {
+                body.send_data(Bytes::new(), true).unwrap();
+            }
+            body
+        };
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(tcp).await.unwrap();
+            let (request, _respond) = conn.accept().await.unwrap().unwrap();
+            tokio::spawn(async move { while conn.accept().await.is_some() {} });
+            let mut body = request.into_body();
+            read_message(&mut body, limit).await
+        };
+        let (_body, read) = tokio::join!(client, server);
+        read
+    }
+
+    fn message(len: u32, bytes: &[u8]) -> Vec<u8> {
+        [&[0][..], &len.to_be_bytes(), bytes].concat()
+    }
+
+    #[tokio::test]
+    async fn one_whole_message_is_taken_and_anything_else_is_given_back_as_read() {
+        let whole = message(4, b"abcd");
+        let taken = |r: Read| match r {
+            Read::Message(m) => m,
+            Read::Other(read) => panic!("not taken; read {read:?}"),
+            Read::Gone => panic!("gone"),
+        };
+        let given_back = |r: Read| match r {
+            Read::Other(read) => read.unwrap_or_default(),
+            Read::Message(m) => panic!("taken: {m:?}"),
+            Read::Gone => panic!("gone"),
+        };
+        assert_eq!(taken(read(&[&whole], false, true, 64).await), &b"abcd"[..]);
+        assert_eq!(taken(read(&[&whole[..2], &whole[2..6], &whole[6..]], false, true, 64).await), &b"abcd"[..]);
+        assert_eq!(taken(read(&[&message(0, b"")], false, true, 64).await), &b""[..]);
+        // Trailers after the message, a second message, a compression flag, a message cut short, no message: the
+        // router gets every byte.
+        assert_eq!(given_back(read(&[&whole], true, true, 64).await), whole);
+        let two = [whole.clone(), whole.clone()].concat();
+        assert_eq!(given_back(read(&[&two], false, true, 64).await), two);
+        let compressed = [&[1][..], &whole[1..]].concat();
+        assert_eq!(given_back(read(&[&compressed], false, true, 64).await), compressed);
+        assert_eq!(given_back(read(&[&whole[..7]], false, true, 64).await), whole[..7]);
+        assert_eq!(given_back(read(&[], false, true, 64).await), b""[..]);
+        // Over the limit: given back from the prefix alone, while the client still holds its stream open.
+        let announced = message(1 << 20, b"ab");
+        assert_eq!(given_back(read(&[&announced], false, false, 64).await), announced);
+        assert_eq!(given_back(read(&[&message(65, &[0; 65])], false, true, 64).await), message(65, &[0; 65]));
+        assert_eq!(taken(read(&[&message(64, &[7; 64])], false, true, 64).await), &[7; 64][..]);
     }
 }

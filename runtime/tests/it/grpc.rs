@@ -635,3 +635,144 @@ async fn the_grpc_port_answers_http1_and_disconnects_silent_clients() {
     assert!(matches!(read, Ok(Ok(0) | Err(_))), "the silent connection was closed: {read:?}");
     s.stop().await;
 }
+
+/// What a raw call got: the HTTP status, the gRPC status and message (from the trailers, or the headers of a
+/// trailers-only answer), `x-model-version`, and the answer's message.
+#[derive(Debug, PartialEq)]
+struct Answered {
+    status: u16,
+    grpc_status: String,
+    grpc_message: Option<String>,
+    version: Option<String>,
+    message: Option<ModelInferResponse>,
+}
+
+/// Sends a ModelInfer call whose body is `chunks`, one DATA frame each, then `trailers` if given, with `headers`
+/// added to the call's.
+async fn h2_raw_call(
+    send: &mut h2::client::SendRequest<Bytes>,
+    headers: &[(&'static str, &'static str)],
+    chunks: &[Bytes],
+    trailers: Option<http::HeaderMap>,
+) -> Answered {
+    let mut call = model_infer_call();
+    for (name, value) in headers {
+        call.headers_mut().insert(*name, http::HeaderValue::from_static(value));
+    }
+    let (answer, mut body) = send.clone().ready().await.unwrap().send_request(call, false).unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        body.send_data(chunk.clone(), i + 1 == chunks.len() && trailers.is_none()).unwrap();
+    }
+    match trailers {
+        Some(t) => body.send_trailers(t).unwrap(),
+        None if chunks.is_empty() => body.send_data(Bytes::new(), true).unwrap(),
+        None => {}
+    }
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), answer).await.expect("answered in time");
+    let (parts, mut stream) = answer.unwrap().into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.data().await {
+        let chunk = chunk.unwrap();
+        stream.flow_control().release_capacity(chunk.len()).unwrap();
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = stream.trailers().await.unwrap().unwrap_or_else(|| parts.headers.clone());
+    let text = |v: Option<&http::HeaderValue>| v.map(|v| v.to_str().unwrap().to_owned());
+    Answered {
+        status: parts.status.as_u16(),
+        grpc_status: text(trailers.get("grpc-status")).expect("a grpc-status"),
+        grpc_message: text(trailers.get("grpc-message")).map(|m| percent_decoded(&m)),
+        version: text(parts.headers.get("x-model-version")),
+        message: (!data.is_empty()).then(|| <ModelInferResponse as prost::Message>::decode(&data[5..]).unwrap()),
+    }
+}
+
+/// A raw call's case: its name, its body as DATA frames, headers added to the call's, the grpc-status expected and
+/// words of the message expected.
+type Case = (&'static str, Vec<Bytes>, &'static [(&'static str, &'static str)], &'static str, &'static str);
+
+/// `grpc-message` as written: percent-encoded (gRPC over HTTP/2, "Responses").
+fn percent_decoded(text: &str) -> String {
+    let (mut out, mut bytes) = (Vec::new(), text.bytes());
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+            out.push(u8::from_str_radix(&hex, 16).unwrap());
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_infer_answers_alike_whether_or_not_its_body_takes_the_direct_route() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits::default()).await;
+    let mut send = h2_connect(s.grpc, 65_535).await;
+    let good = grpc_frame(&raw_request(MODEL, &ROWS, "FP32"));
+    let prefixed = |flag: u8, len: u32, bytes: &[u8]| {
+        let mut framed = vec![flag];
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(bytes);
+        Bytes::from(framed)
+    };
+    let two = Bytes::from([&good[..], &grpc_frame(&typed_request("nope", &ROWS))[..]].concat());
+    let cases: Vec<Case> = vec![
+        ("one message", vec![good.clone()], &[], "0", ""),
+        ("one message in three frames", vec![good.slice(..3), good.slice(3..9), good.slice(9..)], &[], "0", ""),
+        ("`identity` encoding", vec![good.clone()], &[("grpc-encoding", "identity")], "0", ""),
+        ("two messages (the first is answered)", vec![two], &[], "0", ""),
+        ("an unknown model", vec![grpc_frame(&typed_request("nope", &ROWS))], &[], "5", "not found"),
+        ("not protobuf", vec![prefixed(0, 3, &[0xff, 0xff, 0xff])], &[], "13", "decode"),
+        ("a message cut short", vec![prefixed(0, 100, &[0; 10])], &[], "13", "Unexpected EOF"),
+        ("no message", vec![], &[], "13", "Missing request message"),
+        ("compressed, no grpc-encoding", vec![prefixed(1, 3, b"abc")], &[], "13", "compressed-flag"),
+        ("an unknown flag", vec![prefixed(7, 3, b"abc")], &[], "13", "invalid compression flag"),
+        ("gzip, which is not served", vec![prefixed(1, 3, b"abc")], &[("grpc-encoding", "gzip")], "12", "gzip"),
+    ];
+    for (case, chunks, headers, code, words) in cases {
+        let direct = h2_raw_call(&mut send, headers, &chunks, None).await;
+        assert_eq!(direct.status, 200, "{case}");
+        assert_eq!(direct.grpc_status, code, "{case}: {direct:?}");
+        let message = direct.grpc_message.as_deref().unwrap_or("");
+        assert!(message.contains(words), "{case}: {message}");
+        // The same body with trailers after it cannot take the direct route: tonic's own stack answers it.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-request-note", http::HeaderValue::from_static("1"));
+        let mut through_tonic = h2_raw_call(&mut send, headers, &chunks, Some(trailers)).await;
+        if case == "a message cut short" {
+            // tonic itself words this one by what ended the body: trailers make it "Missing request message."
+            through_tonic.grpc_message.clone_from(&direct.grpc_message);
+        }
+        assert_eq!(direct, through_tonic, "{case}");
+        if code == "0" {
+            let answer = direct.message.expect("an answer");
+            assert_eq!(direct.version.as_deref(), Some(answer.model_version.as_str()), "{case}");
+            let expected = s.client.clone().model_infer(raw_request(MODEL, &ROWS, "FP32")).await.unwrap();
+            assert_eq!(as_rest(&answer), as_rest(expected.get_ref()), "{case}");
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_announced_over_the_limit_is_refused_before_its_bytes_arrive() {
+    let fx = Fixture::new();
+    let s = Running::start(&fx, Limits { max_body_bytes: 4096, ..Limits::default() }).await;
+    let mut send = h2_connect(s.grpc, 65_535).await;
+    // The prefix announces 1 MiB and the stream stays open: the answer must come from the prefix alone.
+    let (answer, mut body) = send.clone().ready().await.unwrap().send_request(model_infer_call(), false).unwrap();
+    body.send_data(Bytes::from_static(&[0, 0, 0x10, 0, 0, 1, 2, 3]), false).unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), answer).await.expect("answered in time");
+    let parts = answer.unwrap().into_parts().0;
+    assert_eq!(parts.headers["grpc-status"], "11", "{:?}", parts.headers);
+    let message = percent_decoded(parts.headers["grpc-message"].to_str().unwrap());
+    assert!(message.contains("found 1048576 bytes, the limit is: 4096 bytes"), "{message}");
+    drop(body);
+    // The connection goes on serving.
+    let (_, _, data, trailers) = h2_call(&mut send, &typed_request(MODEL, &ROWS)).await;
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    assert!(!data.is_empty());
+    s.stop().await;
+}
