@@ -776,3 +776,43 @@ async fn a_message_announced_over_the_limit_is_refused_before_its_bytes_arrive()
     assert!(!data.is_empty());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_infer_is_answered_by_the_direct_route_without_the_router() {
+    // The gRPC port's driver over a router that answers nothing (404 for every path) and `ModelInfer`'s direct
+    // route: a plain call can only be answered by the direct route; one with request trailers must reach the router.
+    let fx = Fixture::new();
+    let config = StoreConfig { policy: VersionPolicy::All, ..StoreConfig::default() };
+    let state = AppState::new(ModelStore::open_with(&fx.repository(), config).unwrap(), Limits::default());
+    let store = state.store().clone();
+    let loader = store.clone();
+    tokio::spawn(async move { loader.load_all().await });
+    tokio::time::timeout(std::time::Duration::from_secs(30), store.wait_ready()).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let direct = ferroserve::server::Http2::Inline(Some(ferroserve::grpc::service::DirectInfer::new(state)));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(ferroserve::server::serve(
+        listener,
+        axum::Router::new(),
+        ConnectionLimits::default(),
+        direct,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let mut send = h2_connect(addr, 65_535).await;
+    let good = grpc_frame(&raw_request(MODEL, &ROWS, "FP32"));
+    let answered = h2_raw_call(&mut send, &[], std::slice::from_ref(&good), None).await;
+    assert_eq!((answered.status, answered.grpc_status.as_str()), (200, "0"), "{answered:?}");
+    let answer = answered.message.expect("an answer");
+    assert_eq!(answer.model_name, MODEL);
+    assert_eq!(answered.version.as_deref(), Some(answer.model_version.as_str()));
+    // Trailers after the message: not the direct route's, so the empty router's 404.
+    let (call, mut body) = send.clone().ready().await.unwrap().send_request(model_infer_call(), false).unwrap();
+    body.send_data(good, false).unwrap();
+    body.send_trailers(http::HeaderMap::new()).unwrap();
+    assert_eq!(call.await.unwrap().status(), 404);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
