@@ -38,8 +38,14 @@ data=examples/data/metrics.csv
 model=examples/models/anomaly-detector
 lstm=examples/models/lstm-detector
 
+# The same two packages as build-image.sh and demo.sh build, so the three share one release build of the
+# dependencies (cargo resolves features per set of selected packages: `-p ferroserve-train` alone builds them
+# again).
+cargo build --quiet --release --locked -p ferroserve -p ferroserve-train
+target=${CARGO_TARGET_DIR:-target}
+trainer="$(cd "$target/release" && pwd)/ferroserve-train"
 train() {
-  cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p ferroserve-train -- "$@"
+  "$trainer" "$@"
 }
 
 # Rebuilds the files under the current directory, which mirrors the repository root.

@@ -16,7 +16,9 @@ venv=${FERROSERVE_VENVS:-$HOME/.cache/ferroserve-venvs}/tritonclient
 pinned_venv "$venv" "$here/requirements.txt"
 
 cd "$root"
-cargo build --locked -q -p ferroserve
+# The workspace's test build (which builds the binary for the integration tests): the same features as every
+# other debug build CI makes, so the dependencies are compiled once, not once for each set of packages.
+cargo test --workspace --locked -q --no-run
 server=${CARGO_TARGET_DIR:-$root/target}/debug/ferroserve
 
 repo=$(mktemp -d)

@@ -53,13 +53,13 @@ fi
 "${PROMETHEUS:-prometheus}" --version 2>&1 | head -n1
 
 echo "== promtool: check rules, and the rules' unit tests"
-cargo test --locked -q -p ferroserve-it --test it -- --ignored --exact --nocapture \
+cargo test --locked -q --workspace --test it -- --ignored --exact --nocapture \
   monitoring::alert_rules_pass_their_promtool_tests
 
 echo "== a real Prometheus scraping the binary: the dashboard's queries, the alerts' expressions, the alerts raised"
-cargo test --locked -q -p ferroserve --test it -- --ignored --exact --nocapture \
+cargo test --locked -q --workspace --test it -- --ignored --exact --nocapture \
   prometheus::a_real_prometheus_answers_the_dashboard_and_the_alerts
 
 echo "== ferroserve-train dataset against a real Prometheus: backfilled series, the CSV against pandas'"
-cargo test --locked -q -p ferroserve-train --test it -- --ignored --exact --nocapture \
+cargo test --locked -q --workspace --test it -- --ignored --exact --nocapture \
   prometheus::dataset_from_a_real_prometheus_matches_pandas
