@@ -22,6 +22,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
+# shellcheck source=tests/one-test.sh
+source tests/one-test.sh
 
 skip() {
   echo "################################################################################"
@@ -53,13 +55,10 @@ fi
 "${PROMETHEUS:-prometheus}" --version 2>&1 | head -n1
 
 echo "== promtool: check rules, and the rules' unit tests"
-cargo test --locked -q --workspace --test it -- --ignored --exact --nocapture \
-  monitoring::alert_rules_pass_their_promtool_tests
+one_test --ignored monitoring::alert_rules_pass_their_promtool_tests
 
 echo "== a real Prometheus scraping the binary: the dashboard's queries, the alerts' expressions, the alerts raised"
-cargo test --locked -q --workspace --test it -- --ignored --exact --nocapture \
-  prometheus::a_real_prometheus_answers_the_dashboard_and_the_alerts
+one_test --ignored prometheus::a_real_prometheus_answers_the_dashboard_and_the_alerts
 
 echo "== ferroserve-train dataset against a real Prometheus: backfilled series, the CSV against pandas'"
-cargo test --locked -q --workspace --test it -- --ignored --exact --nocapture \
-  prometheus::dataset_from_a_real_prometheus_matches_pandas
+one_test --ignored prometheus::dataset_from_a_real_prometheus_matches_pandas
